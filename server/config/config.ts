@@ -1,0 +1,45 @@
+import { ConfigError, defaultThreads, flag, host, integer, oneOf, text, type Setting } from './settings.js';
+
+/**
+ * Every setting of the service, read from the environment (and `.env`). This table is the one
+ * source for the README's configuration table and `.env.example` (`npm run config:doc`).
+ */
+export const settings = {
+  host: host('HOST', 'Address to listen on', '127.0.0.1'),
+  port: integer('PORT', 'TCP port (0 picks a free one)', 8080, 0, 65535),
+  modelsDir: text('MODELS_DIR', 'Folder of GGUF models; the demo model is written here when it holds none', 'models'),
+  defaultModel: text('DEFAULT_MODEL', 'Model used when a request names none (file name without .gguf); empty: the first by name', ''),
+  gpu: oneOf('GPU', 'Compute backend for node-llama-cpp', 'auto', ['auto', 'false', 'cuda', 'vulkan', 'metal'] as const),
+  threads: {
+    ...integer('THREADS', 'CPU threads per context; defaults to all cores but one, which the event loop keeps', defaultThreads(), 1, 1024),
+    defaultText: 'cores - 1',
+  } satisfies Setting<number>,
+  contextSize: integer('CONTEXT_SIZE', 'Tokens of context per sequence (prompt + generated)', 2048, 64, 1_048_576),
+  parallelSequences: integer('PARALLEL_SEQUENCES', 'Sequences (slots) per model that generate at once', 2, 1, 256),
+  maxTokensDefault: integer('MAX_TOKENS_DEFAULT', 'maxTokens when a request gives none', 256, 1, 1_000_000),
+  maxTokensCeiling: integer('MAX_TOKENS_CEILING', 'Largest maxTokens a request may ask for', 4096, 1, 1_000_000),
+  queueMax: integer('QUEUE_MAX', 'Requests that may wait for a slot, per model; beyond it: overloaded', 64, 0, 100_000),
+  queueTimeoutMs: integer('QUEUE_TIMEOUT_MS', 'Longest wait for a slot before queue_timeout', 30_000, 1, 3_600_000),
+  maxStreamsPerConnection: integer('MAX_STREAMS_PER_CONNECTION', 'Requests one connection may have in flight', 8, 1, 10_000),
+  generationTimeoutMs: integer('GENERATION_TIMEOUT_MS', 'Wall-clock deadline of one generation, ending in reason timeout', 300_000, 1, 86_400_000),
+  idleTimeoutS: integer('IDLE_TIMEOUT_S', 'Seconds without traffic before a connection is closed (pings are sent before)', 120, 8, 960),
+  sendHighWaterBytes: integer('SEND_HIGH_WATER_BYTES', 'Buffered bytes on a socket at which its streams pause', 256 * 1024, 1024, 64 * 1024 * 1024),
+  shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 'How long running streams may finish after SIGTERM', 10_000, 0, 600_000),
+  logLevel: oneOf('LOG_LEVEL', 'Log level', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+  engineLog: flag('ENGINE_LOG', 'Pass llama.cpp warnings through to the log', false),
+} as const;
+
+type Settings = typeof settings;
+/** The typed, validated configuration. */
+export type Config = { -readonly [K in keyof Settings]: ReturnType<Settings[K]['parse']> };
+
+/** Reads and validates every setting; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const config = {} as Record<string, unknown>;
+  for (const [key, setting] of Object.entries(settings)) config[key] = (setting as Setting<unknown>).parse(env[setting.env]);
+  const typed = config as Config;
+  if (typed.maxTokensDefault > typed.maxTokensCeiling) {
+    throw new ConfigError('MAX_TOKENS_DEFAULT', `must not exceed MAX_TOKENS_CEILING (${typed.maxTokensCeiling})`);
+  }
+  return typed;
+}

@@ -1,0 +1,60 @@
+import { STREAM_PATH, Subprotocol, WireLimits, wireFormatOf } from '../../protocol/index.js';
+import type { SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
+import { Session, type SessionContext } from './session.js';
+
+const OUR_PROTOCOLS: readonly string[] = [Subprotocol.msgpack, Subprotocol.json];
+
+/** The open sessions, for shutdown and connection counts. */
+export class SessionRegistry {
+  readonly sessions = new Set<Session>();
+
+  /** Closes every session with `code` (their requests are cancelled by the close). */
+  closeAll(code: number, reason: string): void {
+    for (const session of this.sessions) session.close(code, reason);
+  }
+
+  /** Requests in flight across all sessions. */
+  get inFlight(): number {
+    let count = 0;
+    for (const session of this.sessions) count += session.requests.size;
+    return count;
+  }
+}
+
+/** The `/v1/stream` WebSocket endpoint: negotiates the subprotocol and opens a Session. */
+export function streamEndpoint(context: SessionContext, registry: SessionRegistry): SocketEndpoint {
+  const { config } = context;
+  return {
+    pattern: STREAM_PATH,
+    maxPayloadLength: WireLimits.maxFrameBytes,
+    idleTimeoutS: config.idleTimeoutS,
+    // Far above the high-water mark at which streams pause, so the library never drops a frame.
+    maxBackpressure: config.sendHighWaterBytes * 4 + WireLimits.maxFrameBytes,
+    upgrade(request: UpgradeRequest): UpgradeDecision {
+      if (context.isShuttingDown()) return { accept: false, status: 503, body: 'shutting down' };
+      const protocol = request.protocols.find((entry) => OUR_PROTOCOLS.includes(entry));
+      const offered = request.protocols.filter((entry) => !entry.startsWith('bearer.'));
+      if (offered.length > 0 && protocol === undefined) {
+        return { accept: false, status: 400, body: `unsupported subprotocol; use ${OUR_PROTOCOLS.join(' or ')}` };
+      }
+      return {
+        accept: true,
+        protocol,
+        open(connection) {
+          const session = new Session(connection, wireFormatOf(protocol), context);
+          registry.sessions.add(session);
+          const handler = {
+            message: (data: ArrayBuffer, isBinary: boolean) => session.message(data, isBinary),
+            drain: () => session.drain(),
+            closed: () => {
+              registry.sessions.delete(session);
+              session.closed();
+            },
+          };
+          session.start();
+          return handler;
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,157 @@
+import { EndReason, ErrorCode, type GenFrame } from '../../protocol/index.js';
+import { generate, type GenerationOutcome, type SamplingParams, type TextSink } from '../engine/generate.js';
+import { ServiceError } from '../errors.js';
+import type { LoadedModel } from '../pool/loaded-model.js';
+import type { Lease } from '../pool/slot-scheduler.js';
+import type { LlamaContextSequence } from 'node-llama-cpp';
+import type { Session } from './session.js';
+
+/** Why a request was stopped from outside: an end reason the client sees, or its disconnect. */
+export type StopCause = typeof EndReason.cancelled | typeof EndReason.timeout | typeof EndReason.slowConsumer | typeof EndReason.shutdown | 'disconnected';
+
+const SAMPLING_DEFAULTS = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05 } as const;
+
+/**
+ * One `gen` request from arrival to its single terminal frame: resolve the model, check the
+ * prompt against the context, wait for a slot, stream text, and end with `end` or `err`.
+ */
+export class StreamRequest implements TextSink {
+  private readonly controller = new AbortController();
+  private finished = false;
+  private startedAt = -1;
+  private firstTextAt = -1;
+  private promptTokens = 0;
+
+  constructor(private readonly session: Session, private readonly frame: GenFrame, private readonly receivedAt: number) {}
+
+  get id(): string {
+    return this.frame.id;
+  }
+
+  /** Stops the request; it ends with `end{reason}` unless the client is gone. */
+  cancel(cause: StopCause): void {
+    if (!this.controller.signal.aborted) this.controller.abort(cause);
+  }
+
+  async run(): Promise<void> {
+    let lease: Lease<LlamaContextSequence> | undefined;
+    let outcome: GenerationOutcome | undefined;
+    try {
+      const model = await this.session.context.pool.get(this.frame.model);
+      const tokens = model.tokenizePrompt(this.frame.prompt);
+      const params = this.samplingParams(model, tokens.length);
+      this.promptTokens = tokens.length;
+      this.throwIfStopped();
+      lease = await model.scheduler.acquire({
+        owner: this.session.id,
+        signal: this.controller.signal,
+        onPosition: (position) => this.session.send({ t: 'queued', id: this.id, position }),
+      });
+      this.startedAt = performance.now();
+      this.session.send({ t: 'start', id: this.id, model: model.name });
+      const deadline = setTimeout(() => this.cancel(EndReason.timeout), this.session.context.config.generationTimeoutMs);
+      try {
+        outcome = await generate(lease.slot, tokens, params, this, this.controller.signal);
+      } finally {
+        clearTimeout(deadline);
+      }
+      const reason = outcome.reason === 'aborted' ? this.stopCause() : outcome.reason;
+      this.end(reason, outcome.completionTokens);
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      if (lease) {
+        const held = lease;
+        // The sequence returns to the pool only once its last decode step is over.
+        void (outcome?.settled ?? Promise.resolve()).then(() => held.release());
+      }
+    }
+  }
+
+  write(piece: string): void {
+    if (this.firstTextAt < 0) this.firstTextAt = performance.now();
+    this.session.send({ t: 'tok', id: this.id, text: piece });
+  }
+
+  waitWritable(): Promise<void> | undefined {
+    return this.session.waitWritable();
+  }
+
+  private samplingParams(model: LoadedModel, promptTokens: number): SamplingParams {
+    const { config } = this.session.context;
+    const frame = this.frame;
+    if (promptTokens === 0) throw new ServiceError(ErrorCode.invalidParams, '"prompt" is empty and the model has no BOS token to start from');
+    if (frame.maxTokens !== undefined && frame.maxTokens > config.maxTokensCeiling) {
+      throw new ServiceError(ErrorCode.invalidParams, `"maxTokens" may be at most ${config.maxTokensCeiling}`, { details: { maxTokensCeiling: config.maxTokensCeiling } });
+    }
+    const room = model.contextSize - promptTokens;
+    // Without an explicit maxTokens the default shrinks to what the context still holds.
+    const maxTokens = frame.maxTokens ?? Math.min(config.maxTokensDefault, room);
+    if (room < 1 || maxTokens > room) {
+      throw new ServiceError(
+        ErrorCode.promptTooLong,
+        `prompt (${promptTokens} tokens) + maxTokens (${maxTokens}) exceed the context of ${model.contextSize} tokens`,
+        { details: { promptTokens, maxTokens, contextSize: model.contextSize } },
+      );
+    }
+    return {
+      maxTokens,
+      temperature: frame.temperature ?? SAMPLING_DEFAULTS.temperature,
+      topK: frame.topK ?? SAMPLING_DEFAULTS.topK,
+      topP: frame.topP ?? SAMPLING_DEFAULTS.topP,
+      minP: frame.minP ?? SAMPLING_DEFAULTS.minP,
+      ...(frame.seed !== undefined && { seed: frame.seed }),
+      stop: frame.stop ?? [],
+    };
+  }
+
+  private stopCause(): StopCause {
+    return this.controller.signal.reason as StopCause;
+  }
+
+  private throwIfStopped(): void {
+    if (this.controller.signal.aborted) throw this.controller.signal.reason;
+  }
+
+  private end(reason: EndReason | 'disconnected', completionTokens: number): void {
+    if (!this.claimTerminal() || reason === 'disconnected') return;
+    const now = performance.now();
+    const since = (at: number): number => (at < 0 ? -1 : round(at - this.receivedAt));
+    this.session.send({
+      t: 'end',
+      id: this.id,
+      reason,
+      usage: { promptTokens: this.promptTokens, completionTokens },
+      timings: { queueMs: since(this.startedAt < 0 ? now : this.startedAt), ttftMs: since(this.firstTextAt), totalMs: round(now - this.receivedAt) },
+    });
+  }
+
+  private fail(error: unknown): void {
+    if (this.controller.signal.aborted && error === this.controller.signal.reason) return this.end(this.stopCause(), 0);
+    if (!this.claimTerminal()) return;
+    if (error instanceof ServiceError) {
+      this.session.sendError({
+        id: this.id,
+        code: error.code,
+        message: error.message,
+        ...(error.retryAfterMs !== undefined && { retryAfterMs: error.retryAfterMs }),
+        ...(error.details !== undefined && { details: error.details }),
+      });
+      return;
+    }
+    this.session.context.logger.error({ err: error, session: this.session.id }, 'generation failed');
+    this.session.sendError({ id: this.id, code: ErrorCode.internal, message: 'generation failed inside the server' });
+  }
+
+  /** True the first time: the request's single terminal frame may be sent now. */
+  private claimTerminal(): boolean {
+    if (this.finished) return false;
+    this.finished = true;
+    this.session.requests.delete(this.id);
+    return true;
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
