@@ -41,9 +41,9 @@ export interface BigramModelPlan {
 
 const DEFAULTS = { seed: 1, merges: 800, historySize: 128, historyPenalty: 16, contextLength: 4096 } as const;
 const RMS_EPSILON = 1e-5;
-/** Log-probability of a transition never seen; e^-40 is never drawn in practice. */
+// Log-probability of a transition never seen; e^-40 is never drawn in practice.
 const UNSEEN_LOG_PROB = -40;
-/** Control tokens (notably EOS) sit far below even unseen transitions, so generation runs to maxTokens. */
+// Control tokens (notably EOS) sit far below even unseen transitions, so generation runs to maxTokens.
 const CONTROL_LOG_PROB = -60;
 const FFN_WIDTH = 32;
 
@@ -153,7 +153,7 @@ function buildVocab(corpus: string, merges: number): SpmVocab {
   return vocab;
 }
 
-/** Unigram distribution over tokens that may start a character: never a UTF-8 continuation byte. */
+// Unigram distribution over tokens that may start a character: never a UTF-8 continuation byte.
 function backoffDistribution(unigram: Float64Array, vocab: SpmVocab): Float64Array {
   const backoff = new Float64Array(unigram.length);
   let total = 0;
@@ -166,7 +166,7 @@ function backoffDistribution(unigram: Float64Array, vocab: SpmVocab): Float64Arr
   return backoff;
 }
 
-/** Whether a token starts a word, continues one, or is something else; backoff respects what follows a token. */
+// Whether a token starts a word, continues one, or is something else; backoff respects what follows a token.
 type TokenKind = 0 | 1 | 2;
 const KIND_COUNT = 3;
 
@@ -175,11 +175,9 @@ function tokenKind(text: string): TokenKind {
   return /^\p{L}/u.test(text) ? 1 : 2;
 }
 
-/**
- * Witten-Bell interpolation with a backoff that keeps the kind of follower seen after this token: after a
- * word-final piece the backoff offers new words, not word middles. After a non-ASCII byte only observed
- * transitions are allowed, so sampled byte sequences always form valid UTF-8.
- */
+// Witten-Bell interpolation with a backoff that keeps the kind of follower seen after this token: after a
+// word-final piece the backoff offers new words, not word middles. After a non-ASCII byte only observed
+// transitions are allowed, so sampled byte sequences always form valid UTF-8.
 function smoothedRow(counts: Float64Array, backoff: Float64Array, kinds: readonly TokenKind[], strict: boolean): Float64Array {
   let total = 0;
   let distinct = 0;

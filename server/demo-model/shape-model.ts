@@ -66,7 +66,7 @@ export async function writeShapeModel(path: string, spec: ShapeModelSpec, option
   return writeGgufFile(path, metadata, tensors);
 }
 
-/** Byte-fallback vocab plus printable ASCII pieces (so prompts tokenize readably), padded with filler words. */
+// Byte-fallback vocab plus printable ASCII pieces (so prompts tokenize readably), padded with filler words.
 function shapeVocab(size: number): SpmVocab {
   const vocab = byteFallbackVocab();
   const printable: { text: string; score: number }[] = [];

@@ -93,7 +93,7 @@ export class SpmTokenizer {
   }
 }
 
-/** Max-heap ordered like llama.cpp's queue: higher score first, then the leftmost pair. */
+// Max-heap ordered like llama.cpp's queue: higher score first, then the leftmost pair.
 class BigramQueue {
   private readonly heap: Bigram[] = [];
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import {
+  CloseCode,
   ErrorCode,
   Subprotocol,
   WireLimits,
@@ -57,6 +58,9 @@ export class Session implements ConnectionHandler {
   }
 
   message(data: ArrayBuffer, isBinary: boolean): void {
+    if (data.byteLength > WireLimits.maxFrameBytes) {
+      return this.close(CloseCode.messageTooBig, `frame exceeds ${WireLimits.maxFrameBytes} bytes`);
+    }
     const decoded = decodeMessage(data, isBinary, this.format);
     if (!decoded.ok) return this.sendError({ code: ErrorCode.badFrame, message: decoded.reason });
     const parsed = parseClientFrame(decoded.value);

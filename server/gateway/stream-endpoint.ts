@@ -26,7 +26,9 @@ export function streamEndpoint(context: SessionContext, registry: SessionRegistr
   const { config } = context;
   return {
     pattern: STREAM_PATH,
-    maxPayloadLength: WireLimits.maxFrameBytes,
+    // Twice the protocol's limit: frames up to it reach the session, which closes with 1009 and a
+    // reason; only far larger ones are cut off by the library without a close frame.
+    maxPayloadLength: WireLimits.maxFrameBytes * 2,
     idleTimeoutS: config.idleTimeoutS,
     // Far above the high-water mark at which streams pause, so the library never drops a frame.
     maxBackpressure: config.sendHighWaterBytes * 4 + WireLimits.maxFrameBytes,

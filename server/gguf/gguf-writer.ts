@@ -203,7 +203,7 @@ function paddingAfter(offset: number, alignment: number): number {
   return (alignment - (offset % alignment)) % alignment;
 }
 
-/** Collects small writes into one large buffer so a multi-GB file costs few syscalls. */
+// Collects small writes into one large buffer so a multi-GB file costs few syscalls.
 class StagedWriter {
   private readonly staging = Buffer.alloc(STAGING_BYTES);
   private staged = 0;

@@ -36,7 +36,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Loads a model with a single-threaded context: more threads than cores makes llama.cpp crawl here. */
+// Loads a model with a single-threaded context: more threads than cores makes llama.cpp crawl here.
 async function withCompletion<T>(
   modelPath: string,
   use: (completion: LlamaCompletion, model: LlamaModel) => Promise<T>,

@@ -15,7 +15,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A 24-byte GGUF header followed by `padding` zero bytes. */
+// A 24-byte GGUF header followed by `padding` zero bytes.
 function header(options: { magic?: string; version?: number; tensors?: bigint; kvs?: bigint; padding?: number }): Buffer {
   const bytes = Buffer.alloc(24 + (options.padding ?? 1210));
   bytes.write(options.magic ?? 'GGUF', 0, 'ascii');
