@@ -8,6 +8,7 @@ import type { SessionContext } from './gateway/session.js';
 import { healthRoutes } from './http/health-routes.js';
 import { modelRoutes } from './http/model-routes.js';
 import { ModelPool } from './pool/model-pool.js';
+import { noTelemetry, type Telemetry } from './telemetry/events.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { listen } from './transport/uws-server.js';
 
@@ -49,7 +50,8 @@ export async function startService(config: Config, logger: Logger = createLogger
   });
   let shuttingDown = false;
   let defaultModelError: string | undefined;
-  const context: SessionContext = { config, pool, logger, isShuttingDown: () => shuttingDown };
+  const telemetry: Telemetry = noTelemetry;
+  const context: SessionContext = { config, pool, logger, telemetry, isShuttingDown: () => shuttingDown };
   const sessions = new SessionRegistry();
   const server = await listen({
     host: config.host,

@@ -3,7 +3,8 @@ import { LLAMA_FILE_TYPE, llamaMetadata, llamaTensorSlots, type LlamaShape, type
 import { trainPieces } from './piece-trainer.js';
 import { SeededRandom } from './seeded-random.js';
 import { SpmTokenizer } from './spm-tokenizer.js';
-import { addPieces, byteFallbackVocab, FIRST_BYTE_ID, SPACE_MARK, TOKEN_TYPE, type SpmVocab } from './spm-vocab.js';
+import { backoffDistribution, isMidCharacter, smoothedRow, tokenKind } from './bigram-smoothing.js';
+import { addPieces, byteFallbackVocab, TOKEN_TYPE, type SpmVocab } from './spm-vocab.js';
 
 export interface BigramModelOptions {
   seed?: number;
@@ -130,7 +131,7 @@ export async function writeBigramModel(path: string, plan: BigramModelPlan, name
   const tensors: GgufTensorSource[] = llamaTensorSlots(plan.shape, plan.vocab.tokens.length).map((slot) => ({
     name: slot.name,
     dims: slot.dims,
-    // Log-probabilities need f16 precision; every other matrix holds only zeros and ones, exact in q8_0.
+    // Log-probabilities need f16 precision; the other matrices are zeros and one-hot entries, which q8_0 keeps.
     type: slot.role === 'norm' ? 'f32' : slot.role === 'output' ? 'f16' : 'q8_0',
     values: () => rows(slot, (row, values) => fillRow(plan, slot, row, values)),
   }));
@@ -151,62 +152,6 @@ function buildVocab(corpus: string, merges: number): SpmVocab {
     ...pieces.chars.map((text, rank) => ({ text, score: -1 - pieces.merged.length - rank })),
   ]);
   return vocab;
-}
-
-// Unigram distribution over tokens that may start a character: never a UTF-8 continuation byte.
-function backoffDistribution(unigram: Float64Array, vocab: SpmVocab): Float64Array {
-  const backoff = new Float64Array(unigram.length);
-  let total = 0;
-  for (let token = 0; token < unigram.length; token++) {
-    if (vocab.types[token] === TOKEN_TYPE.byte && isContinuationByte(token - FIRST_BYTE_ID)) continue;
-    backoff[token] = unigram[token]!;
-    total += unigram[token]!;
-  }
-  for (let token = 0; token < backoff.length; token++) backoff[token]! /= total;
-  return backoff;
-}
-
-// Whether a token starts a word, continues one, or is something else; backoff respects what follows a token.
-type TokenKind = 0 | 1 | 2;
-const KIND_COUNT = 3;
-
-function tokenKind(text: string): TokenKind {
-  if (text.startsWith(SPACE_MARK)) return 0;
-  return /^\p{L}/u.test(text) ? 1 : 2;
-}
-
-// Witten-Bell interpolation with a backoff that keeps the kind of follower seen after this token: after a
-// word-final piece the backoff offers new words, not word middles. After a non-ASCII byte only observed
-// transitions are allowed, so sampled byte sequences always form valid UTF-8.
-function smoothedRow(counts: Float64Array, backoff: Float64Array, kinds: readonly TokenKind[], strict: boolean): Float64Array {
-  let total = 0;
-  let distinct = 0;
-  const kindCounts = new Float64Array(KIND_COUNT);
-  const kindBackoff = new Float64Array(KIND_COUNT);
-  for (let token = 0; token < counts.length; token++) {
-    const count = counts[token]!;
-    total += count;
-    kindCounts[kinds[token]!]! += count;
-    kindBackoff[kinds[token]!]! += backoff[token]!;
-    if (count > 0) distinct++;
-  }
-  const row = new Float64Array(counts.length);
-  const backoffWeight = strict ? 0 : distinct;
-  for (let token = 0; token < counts.length; token++) {
-    const kind = kinds[token]!;
-    const kindShare = kindBackoff[kind]! > 0 ? kindCounts[kind]! / total / kindBackoff[kind]! : 0;
-    row[token] = (counts[token]! + backoffWeight * kindShare * backoff[token]!) / (total + backoffWeight);
-  }
-  return row;
-}
-
-function isMidCharacter(token: number): boolean {
-  const byte = token - FIRST_BYTE_ID;
-  return byte >= 0x80 && byte <= 0xff;
-}
-
-function isContinuationByte(byte: number): boolean {
-  return byte >= 0x80 && byte <= 0xbf;
 }
 
 function fillRow(plan: BigramModelPlan, slot: LlamaTensorSlot, row: number, values: Float32Array): void {

@@ -22,6 +22,8 @@ export interface TextSink {
    * asks for no further token until it settles. Returns undefined when writing may go on.
    */
   waitWritable(): Promise<void> | undefined;
+  /** Told of each generated token, whether or not it completed any text yet. */
+  onToken(): void;
 }
 
 export interface GenerationOutcome {
@@ -94,6 +96,7 @@ export async function generate(
       return finish('stop');
     }
     completionTokens++;
+    sink.onToken();
     const piece = decoder.push(step.value);
     if (piece.length > 0 && emit(piece)) return finish('stop');
     if (completionTokens >= params.maxTokens) {

@@ -10,7 +10,7 @@ export class SessionRegistry {
 
   /** Closes every session with `code` (their requests are cancelled by the close). */
   closeAll(code: number, reason: string): void {
-    for (const session of this.sessions) session.close(code, reason);
+    for (const session of this.sessions) session.close(code, reason, 'shutdown');
   }
 
   /** Requests in flight across all sessions. */

@@ -4,6 +4,7 @@ import { ServiceError } from '../errors.js';
 import type { LoadedModel } from '../pool/loaded-model.js';
 import type { Lease } from '../pool/slot-scheduler.js';
 import type { LlamaContextSequence } from 'node-llama-cpp';
+import type { RequestTelemetry } from '../telemetry/events.js';
 import type { Session } from './session.js';
 
 /** Why a request was stopped from outside: an end reason the client sees, or its disconnect. */
@@ -21,6 +22,7 @@ export class StreamRequest implements TextSink {
   private startedAt = -1;
   private firstTextAt = -1;
   private promptTokens = 0;
+  private metrics: RequestTelemetry | undefined;
 
   constructor(private readonly session: Session, private readonly frame: GenFrame, private readonly receivedAt: number) {}
 
@@ -38,6 +40,7 @@ export class StreamRequest implements TextSink {
     let outcome: GenerationOutcome | undefined;
     try {
       const model = await this.session.context.pool.get(this.frame.model);
+      this.metrics = this.session.context.telemetry.request(model.name, this.id, this.session.origin);
       const tokens = model.tokenizePrompt(this.frame.prompt);
       const params = this.samplingParams(model, tokens.length);
       this.promptTokens = tokens.length;
@@ -48,6 +51,7 @@ export class StreamRequest implements TextSink {
         onPosition: (position) => this.session.send({ t: 'queued', id: this.id, position }),
       });
       this.startedAt = performance.now();
+      this.metrics.started(this.startedAt - this.receivedAt);
       this.session.send({ t: 'start', id: this.id, model: model.name });
       const deadline = setTimeout(() => this.cancel(EndReason.timeout), this.session.context.config.generationTimeoutMs);
       try {
@@ -75,6 +79,10 @@ export class StreamRequest implements TextSink {
 
   waitWritable(): Promise<void> | undefined {
     return this.session.waitWritable();
+  }
+
+  onToken(): void {
+    this.metrics?.token();
   }
 
   private samplingParams(model: LoadedModel, promptTokens: number): SamplingParams {
@@ -114,22 +122,20 @@ export class StreamRequest implements TextSink {
   }
 
   private end(reason: EndReason | 'disconnected', completionTokens: number): void {
-    if (!this.claimTerminal() || reason === 'disconnected') return;
+    if (!this.claimTerminal()) return;
     const now = performance.now();
     const since = (at: number): number => (at < 0 ? -1 : round(at - this.receivedAt));
-    this.session.send({
-      t: 'end',
-      id: this.id,
-      reason,
-      usage: { promptTokens: this.promptTokens, completionTokens },
-      timings: { queueMs: since(this.startedAt < 0 ? now : this.startedAt), ttftMs: since(this.firstTextAt), totalMs: round(now - this.receivedAt) },
-    });
+    const usage = { promptTokens: this.promptTokens, completionTokens };
+    const timings = { queueMs: since(this.startedAt < 0 ? now : this.startedAt), ttftMs: since(this.firstTextAt), totalMs: round(now - this.receivedAt) };
+    this.metrics?.ended(reason, usage, timings);
+    if (reason !== 'disconnected') this.session.send({ t: 'end', id: this.id, reason, usage, timings });
   }
 
   private fail(error: unknown): void {
     if (this.controller.signal.aborted && error === this.controller.signal.reason) return this.end(this.stopCause(), 0);
     if (!this.claimTerminal()) return;
     if (error instanceof ServiceError) {
+      this.recordFailure(error.code);
       this.session.sendError({
         id: this.id,
         code: error.code,
@@ -140,7 +146,17 @@ export class StreamRequest implements TextSink {
       return;
     }
     this.session.context.logger.error({ err: error, session: this.session.id }, 'generation failed');
+    this.recordFailure(ErrorCode.internal);
     this.session.sendError({ id: this.id, code: ErrorCode.internal, message: 'generation failed inside the server' });
+  }
+
+  private recordFailure(code: ErrorCode): void {
+    if (this.metrics) {
+      const now = performance.now();
+      this.metrics.ended(code, { promptTokens: this.promptTokens, completionTokens: 0 }, { queueMs: -1, ttftMs: -1, totalMs: round(now - this.receivedAt) });
+    } else {
+      this.session.context.telemetry.requestRefused(code, this.session.origin, this.frame.model);
+    }
   }
 
   /** True the first time: the request's single terminal frame may be sent now. */

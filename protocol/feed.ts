@@ -1,0 +1,61 @@
+import type { ModelInfo } from './frames.js';
+
+/** Path of the admin-only live metrics WebSocket (msgpack frames, one snapshot a second). */
+export const FEED_PATH = '/v1/admin/feed';
+
+/** Latency percentiles over the feed's sliding window, in milliseconds; null when no sample. */
+export interface Percentiles {
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
+/** Process and machine resources at the snapshot's time. */
+export interface ResourceFigures {
+  /** System CPU load, 0..1 across all cores. */
+  cpuLoad: number;
+  /** This process's CPU use in cores (1 = one core busy). */
+  processCpu: number;
+  memTotalBytes: number;
+  memUsedBytes: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  /** Event-loop delay over the last second, in milliseconds. */
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
+  /** Memory node-llama-cpp reports for each loaded model and its context. */
+  models: { name: string; modelBytes: number; contextBytes: number }[];
+}
+
+/** An error recently sent to a client or raised in the server. */
+export interface RecentError {
+  ts: number;
+  code: string;
+  message: string;
+  model?: string;
+}
+
+/** One second of the service, as the dashboard draws it. */
+export interface FeedSnapshot {
+  t: 'snapshot';
+  /** Epoch milliseconds. */
+  ts: number;
+  /** Generated tokens per second averaged over the last 1, 10 and 60 seconds. */
+  tokensPerSecond: { s1: number; s10: number; s60: number };
+  ttftMs: Percentiles;
+  interTokenMs: Percentiles;
+  requests: { running: number; waiting: number; completedTotal: number; failedTotal: number };
+  slots: { busy: number; total: number };
+  connections: number;
+  resources: ResourceFigures;
+  models: ModelInfo[];
+  errors: RecentError[];
+}
+
+/** First frame to a feed client: up to the last 5 minutes of snapshots, oldest first. */
+export interface FeedHistory {
+  t: 'history';
+  snapshots: FeedSnapshot[];
+}
+
+export type FeedFrame = FeedSnapshot | FeedHistory;
