@@ -25,6 +25,11 @@ export const settings = {
   idleTimeoutS: integer('IDLE_TIMEOUT_S', 'Seconds without traffic before a connection is closed (pings are sent before)', 120, 8, 960),
   sendHighWaterBytes: integer('SEND_HIGH_WATER_BYTES', 'Buffered bytes on a socket at which its streams pause', 256 * 1024, 1024, 64 * 1024 * 1024),
   shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 'How long running streams may finish after SIGTERM', 10_000, 0, 600_000),
+  adminToken: {
+    ...text('ADMIN_TOKEN', 'Token for the dashboard and admin API; empty: a random one is written to ADMIN_TOKEN_FILE', ''),
+    secret: true,
+  },
+  adminTokenFile: text('ADMIN_TOKEN_FILE', 'Where the generated admin token is written when ADMIN_TOKEN is empty', '.admin-token'),
   logLevel: oneOf('LOG_LEVEL', 'Log level', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   engineLog: flag('ENGINE_LOG', 'Pass llama.cpp warnings through to the log', false),
 } as const;

@@ -6,6 +6,8 @@ export interface Setting<T> {
   describe: string;
   /** Default as shown in docs and .env.example. */
   defaultText: string;
+  /** Never logged nor shown; only whether it is set. */
+  secret?: boolean;
   parse(raw: string | undefined): T;
 }
 

@@ -9,6 +9,8 @@ export interface Connection {
   close(code: number, reason: string): void;
   /** Drops the connection at once, without a close handshake. */
   terminate(): void;
+  /** Receives every message later published to `topic` (see HttpServer.publish). */
+  subscribe(topic: string): void;
 }
 
 /** What the transport calls on the gateway for one open socket. */

@@ -66,4 +66,6 @@ export interface HttpServer {
   stopListening(): void;
   /** Closes every remaining socket at once. */
   closeAll(): void;
+  /** Sends one message to every socket subscribed to `topic`; encoded once, whatever the count. */
+  publish(topic: string, message: Uint8Array | string, isBinary: boolean): void;
 }

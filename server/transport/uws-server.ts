@@ -40,6 +40,9 @@ export function listen(options: ListenOptions): Promise<HttpServer> {
           for (const socket of [...sockets]) socket.close();
           app.close?.();
         },
+        publish(topic, message, isBinary) {
+          app.publish(topic, message, isBinary);
+        },
       });
     });
   });
@@ -96,6 +99,9 @@ function addSocketEndpoint(app: uWS.TemplatedApp, endpoint: SocketEndpoint, sock
         },
         terminate() {
           if (!data.closed) ws.close();
+        },
+        subscribe(topic) {
+          if (!data.closed) ws.subscribe(topic);
         },
       });
       data.open = undefined;
