@@ -59,14 +59,24 @@ export interface LimitsInfo {
 /** One model as listed in `hello`, `models` and `GET /api/models`. */
 export interface ModelInfo {
   name: string;
-  state: 'available' | 'loading' | 'loaded' | 'unloading' | 'failed' | 'unsupported';
+  state: 'available' | 'downloading' | 'loading' | 'loaded' | 'unloading' | 'failed' | 'unsupported';
   default: boolean;
+  /** File size in bytes. */
   sizeBytes?: number;
+  /** From the GGUF header, read without loading the weights. */
   architecture?: string;
+  /** Tokens per sequence (as configured once loaded; the training context before). */
   contextSize?: number;
   slotsBusy?: number;
   slotsTotal?: number;
   queueLength?: number;
+  /** Estimated memory of weights and context when loaded, in bytes. */
+  memoryBytes?: number;
+  /** Epoch milliseconds of the last lease. */
+  lastUsedAt?: number;
+  /** Download progress 0..1 while `downloading`. */
+  progress?: number;
+  /** Why the model is failed or unsupported. */
   reason?: string;
 }
 

@@ -18,6 +18,9 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  // A benchmark that dies must not leave its server running.
+  const killChild = (): void => void child.kill('SIGKILL');
+  process.once('exit', killChild);
   const urls = await new Promise<{ streamUrl: string; httpUrl: string }>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
@@ -39,7 +42,10 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     ...urls,
     stop: () =>
       new Promise<void>((resolve) => {
-        child.once('exit', () => resolve());
+        child.once('exit', () => {
+          process.removeListener('exit', killChild);
+          resolve();
+        });
         child.kill('SIGTERM');
       }),
   };

@@ -88,7 +88,7 @@ async function streamed(client: LlmClient, prompt: string): Promise<Run> {
 async function cancelLatencies(client: LlmClient): Promise<number[]> {
   const latencies: number[] = [];
   for (let i = 0; i < CANCELS; i++) {
-    const stream = client.generate({ prompt: promptFor(100 + i), maxTokens: 100_000, temperature: 0.8 });
+    const stream = client.generate({ prompt: promptFor(100 + i), maxTokens: 1500, temperature: 0.8 });
     let pieces = 0;
     let cancelledAt = 0;
     for await (const _piece of stream) {

@@ -37,9 +37,10 @@ export interface GenerationOutcome {
 
 /**
  * Generates on a leased sequence until end of generation, a stop sequence, maxTokens or abort.
- * Tokens are pulled one at a time, so a paused consumer pauses the engine for this sequence only,
- * and an abort takes effect at once: the outcome is returned without waiting for the decode step
- * in flight, whose token is dropped (`settled` resolves when that step is done).
+ * Tokens are pulled one step ahead: the next decode runs while the current token is sent. A
+ * consumer under backpressure stops the pulling, which pauses the engine for this sequence only.
+ * An abort takes effect at once: the outcome is returned without waiting for the decode step in
+ * flight, whose token is dropped and not counted (`settled` resolves when that step is done).
  */
 export async function generate(
   sequence: LlamaContextSequence,
@@ -78,31 +79,39 @@ export async function generate(
     return stopped;
   };
 
+  const endOfText = (): void => {
+    const tail = stops.flush();
+    if (tail.length > 0) sink.write(tail);
+  };
+
   for (;;) {
-    if (signal.aborted) return finish('aborted');
-    const backpressure = sink.waitWritable();
-    if (backpressure) {
-      await Promise.race([backpressure, aborted.promise]);
+    if (pending === undefined) {
       if (signal.aborted) return finish('aborted');
+      const backpressure = sink.waitWritable();
+      if (backpressure) {
+        await Promise.race([backpressure, aborted.promise]);
+        if (signal.aborted) return finish('aborted');
+      }
+      pending = tokens.next();
     }
-    pending = tokens.next();
     const step = await Promise.race([pending, aborted.promise]);
     if (step === ABORTED) return finish('aborted');
     pending = undefined;
     if (step.done) {
       emit(decoder.flush());
-      const tail = stops.flush();
-      if (tail.length > 0) sink.write(tail);
+      endOfText();
       return finish('stop');
     }
     completionTokens++;
+    // Start the next decode step before handling this token: the native step then runs while
+    // this token is detokenized, encoded and sent, instead of after it.
+    if (completionTokens < params.maxTokens && sink.waitWritable() === undefined) pending = tokens.next();
     sink.onToken();
     const piece = decoder.push(step.value);
     if (piece.length > 0 && emit(piece)) return finish('stop');
     if (completionTokens >= params.maxTokens) {
       if (emit(decoder.flush())) return finish('stop');
-      const tail = stops.flush();
-      if (tail.length > 0) sink.write(tail);
+      endOfText();
       return finish('length');
     }
   }

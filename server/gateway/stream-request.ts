@@ -10,8 +10,6 @@ import type { Session } from './session.js';
 /** Why a request was stopped from outside: an end reason the client sees, or its disconnect. */
 export type StopCause = typeof EndReason.cancelled | typeof EndReason.timeout | typeof EndReason.slowConsumer | typeof EndReason.shutdown | 'disconnected';
 
-const SAMPLING_DEFAULTS = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05 } as const;
-
 /**
  * One `gen` request from arrival to its single terminal frame: resolve the model, check the
  * prompt against the context, wait for a slot, stream text, and end with `end` or `err`.
@@ -39,19 +37,23 @@ export class StreamRequest implements TextSink {
     let lease: Lease<LlamaContextSequence> | undefined;
     let outcome: GenerationOutcome | undefined;
     try {
-      const model = await this.session.context.pool.get(this.frame.model);
-      this.metrics = this.session.context.telemetry.request(model.name, this.id, this.session.origin);
-      const tokens = model.tokenizePrompt(this.frame.prompt);
-      const params = this.samplingParams(model, tokens.length);
-      this.promptTokens = tokens.length;
-      this.throwIfStopped();
-      lease = await model.scheduler.acquire({
+      const leased = await this.session.context.pool.lease(this.frame.model, {
         owner: this.session.id,
         signal: this.controller.signal,
         onPosition: (position) => this.session.send({ t: 'queued', id: this.id, position }),
+        // Runs before queueing, so a request that can never fit is refused at once.
+        prepare: (model) => {
+          this.metrics = this.session.context.telemetry.request(model.name, this.id, this.session.origin);
+          const tokens = model.tokenizePrompt(this.frame.prompt);
+          this.promptTokens = tokens.length;
+          return { tokens, params: this.samplingParams(model, tokens.length) };
+        },
       });
+      lease = leased.lease;
+      const { model } = leased;
+      const { tokens, params } = leased.prepared;
       this.startedAt = performance.now();
-      this.metrics.started(this.startedAt - this.receivedAt);
+      this.metrics?.started(this.startedAt - this.receivedAt);
       this.session.send({ t: 'start', id: this.id, model: model.name });
       const deadline = setTimeout(() => this.cancel(EndReason.timeout), this.session.context.config.generationTimeoutMs);
       try {
@@ -104,10 +106,10 @@ export class StreamRequest implements TextSink {
     }
     return {
       maxTokens,
-      temperature: frame.temperature ?? SAMPLING_DEFAULTS.temperature,
-      topK: frame.topK ?? SAMPLING_DEFAULTS.topK,
-      topP: frame.topP ?? SAMPLING_DEFAULTS.topP,
-      minP: frame.minP ?? SAMPLING_DEFAULTS.minP,
+      temperature: frame.temperature ?? model.sampling.temperature,
+      topK: frame.topK ?? model.sampling.topK,
+      topP: frame.topP ?? model.sampling.topP,
+      minP: frame.minP ?? model.sampling.minP,
       ...(frame.seed !== undefined && { seed: frame.seed }),
       stop: frame.stop ?? [],
     };
@@ -115,10 +117,6 @@ export class StreamRequest implements TextSink {
 
   private stopCause(): StopCause {
     return this.controller.signal.reason as StopCause;
-  }
-
-  private throwIfStopped(): void {
-    if (this.controller.signal.aborted) throw this.controller.signal.reason;
   }
 
   private end(reason: EndReason | 'disconnected', completionTokens: number): void {

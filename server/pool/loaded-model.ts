@@ -1,4 +1,6 @@
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
+import type { ServiceError } from '../errors.js';
+import type { SamplingDefaults } from './manifest.js';
 import { SlotScheduler, type SchedulerOptions } from './slot-scheduler.js';
 
 export interface LoadOptions extends SchedulerOptions {
@@ -7,28 +9,49 @@ export interface LoadOptions extends SchedulerOptions {
   /** Sequences that generate at once (slots). */
   sequences: number;
   threads: number;
+  /** Lock the weights in RAM so they are never paged out. */
+  mlock: boolean;
+  sampling: SamplingDefaults;
 }
 
-/** A model in memory with one context whose sequences are leased through a fair scheduler. */
+/**
+ * One loaded version of a model file: weights, one context and its sequences, leased through a
+ * fair scheduler. A version that is replaced or unloaded retires: it takes no new requests,
+ * finishes those it has, then frees its memory.
+ */
 export class LoadedModel {
+  /** Requests between resolving this version and leasing a slot (they keep it from retiring). */
+  private holds = 0;
+  private retiring: { resolve: () => void; promise: Promise<void> } | undefined;
+  private disposed = false;
+
   private constructor(
     readonly name: string,
+    readonly fingerprint: string,
     readonly model: LlamaModel,
     readonly context: LlamaContext,
     readonly scheduler: SlotScheduler<LlamaContextSequence>,
+    readonly sampling: SamplingDefaults,
+    readonly estimatedBytes: number,
     readonly loadMs: number,
-  ) {}
+  ) {
+    scheduler.onIdle = () => this.disposeIfRetiredAndIdle();
+  }
 
   /** Loads the weights (memory-mapped) and creates the context and its sequences. */
-  static async load(llama: Llama, name: string, modelPath: string, options: LoadOptions): Promise<LoadedModel> {
+  static async load(
+    llama: Llama,
+    source: { name: string; path: string; fingerprint: string; estimatedBytes: number },
+    options: LoadOptions,
+  ): Promise<LoadedModel> {
     const started = performance.now();
-    const model = await llama.loadModel({ modelPath, useMmap: true });
+    const model = await llama.loadModel({ modelPath: source.path, useMmap: true, useMlock: options.mlock });
     try {
       const contextSize = Math.min(options.contextSize, model.trainContextSize);
       const context = await model.createContext({ contextSize, sequences: options.sequences, threads: options.threads });
       const sequences = Array.from({ length: options.sequences }, () => context.getSequence());
       const scheduler = new SlotScheduler(sequences, options);
-      return new LoadedModel(name, model, context, scheduler, performance.now() - started);
+      return new LoadedModel(source.name, source.fingerprint, model, context, scheduler, options.sampling, source.estimatedBytes, performance.now() - started);
     } catch (error) {
       await model.dispose();
       throw error;
@@ -40,6 +63,28 @@ export class LoadedModel {
     return this.context.contextSize;
   }
 
+  /** True once retiring began: new requests go elsewhere. */
+  get isRetiring(): boolean {
+    return this.retiring !== undefined;
+  }
+
+  /** No request holds, uses or waits for this version. */
+  get isIdle(): boolean {
+    return this.holds === 0 && this.scheduler.busy === 0 && this.scheduler.queued === 0;
+  }
+
+  /** Keeps this version from retiring until the returned function is called. */
+  hold(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds--;
+      this.disposeIfRetiredAndIdle();
+    };
+  }
+
   /** Tokenizes a prompt the way generation sees it, with the BOS token the model expects. */
   tokenizePrompt(prompt: string): Token[] {
     const tokens = this.model.tokenize(prompt);
@@ -48,10 +93,34 @@ export class LoadedModel {
     return tokens;
   }
 
-  /** Refuses waiting requests and frees the context and weights. */
-  async dispose(error: Parameters<SlotScheduler<LlamaContextSequence>['close']>[0]): Promise<void> {
+  /** Stops taking requests once current ones are done, then frees memory; resolves when freed. */
+  retire(): Promise<void> {
+    if (!this.retiring) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((done) => (resolve = done));
+      this.retiring = { resolve, promise };
+      this.disposeIfRetiredAndIdle();
+    }
+    return this.retiring.promise;
+  }
+
+  /** Frees memory now; waiting requests are refused with `error` and running ones end. */
+  async dispose(error: ServiceError): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
     this.scheduler.close(error);
     await this.context.dispose();
     await this.model.dispose();
+    this.retiring?.resolve();
+  }
+
+  private disposeIfRetiredAndIdle(): void {
+    if (!this.retiring || this.disposed || !this.isIdle) return;
+    this.disposed = true;
+    void (async () => {
+      await this.context.dispose();
+      await this.model.dispose();
+      this.retiring!.resolve();
+    })();
   }
 }

@@ -52,6 +52,8 @@ export class SlotScheduler<T> {
   private positionTimer: ReturnType<typeof setTimeout> | undefined;
   private closedWith: ServiceError | undefined;
   private readonly positionIntervalMs: number;
+  /** Called whenever the last busy slot is released with nobody waiting. */
+  onIdle: (() => void) | undefined;
 
   constructor(private readonly slots: readonly T[], private readonly options: SchedulerOptions) {
     this.free = [...slots];
@@ -155,6 +157,7 @@ export class SlotScheduler<T> {
     const owner = this.ring[0];
     if (owner === undefined || this.closedWith) {
       this.free.push(slot);
+      if (this.free.length === this.slots.length) this.onIdle?.();
       return;
     }
     const waiter = this.queues.get(owner)![0]!;

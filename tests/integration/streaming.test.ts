@@ -27,7 +27,7 @@ function terminalFrames(frames: ServerFrame[]): ServerFrame[] {
 }
 
 async function slotsIdle(): Promise<void> {
-  const model = await service.pool.get(undefined);
+  const model = service.pool.current()!;
   for (let i = 0; i < 100 && model.scheduler.busy > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
   expect(model.scheduler.busy).toBe(0);
 }
@@ -111,7 +111,7 @@ describe('generation', () => {
     socket.send({ t: 'gen', id: 'x', prompt: PROMPT, maxTokens: 2000 });
     socket.send({ t: 'gen', id: 'y', prompt: PROMPT, maxTokens: 2000 });
     await socket.next((frame) => frame.t === 'tok' && frame.id === 'y');
-    const model = await service.pool.get(undefined);
+    const model = service.pool.current()!;
     expect(model.scheduler.busy).toBe(2);
     socket.socket.terminate();
     await slotsIdle();
@@ -171,7 +171,7 @@ describe('generation', () => {
 
   it('refuses a prompt that does not fit the context with the numbers', async () => {
     const client = await connectClient(service);
-    const model = await service.pool.get(undefined);
+    const model = service.pool.current()!;
     const stream = client.generate({ prompt: 'a '.repeat(model.contextSize), maxTokens: 10 });
     await expect(stream.end).rejects.toMatchObject({ code: 'prompt_too_long', details: { contextSize: model.contextSize } });
     client.close();
