@@ -3,6 +3,12 @@ import type { ModelInfo } from './frames.js';
 /** Path of the admin-only live metrics WebSocket (msgpack frames, one snapshot a second). */
 export const FEED_PATH = '/v1/admin/feed';
 
+/**
+ * Subprotocol of the feed. Browsers, which cannot set headers on a WebSocket, offer it together
+ * with `bearer.<admin token>`; only this entry is echoed.
+ */
+export const FEED_SUBPROTOCOL = 'llm.feed.v1.msgpack';
+
 /** Latency percentiles over the feed's sliding window, in milliseconds; null when no sample. */
 export interface Percentiles {
   p50: number | null;
@@ -44,6 +50,10 @@ export interface FeedSnapshot {
   tokensPerSecond: { s1: number; s10: number; s60: number };
   ttftMs: Percentiles;
   interTokenMs: Percentiles;
+  /**
+   * Running and waiting now; since start, requests that ended with reason stop or length
+   * (completed) and requests answered with an `err` frame (failed; cancels are neither).
+   */
   requests: { running: number; waiting: number; completedTotal: number; failedTotal: number };
   slots: { busy: number; total: number };
   connections: number;

@@ -1,15 +1,23 @@
 import type { Llama } from 'node-llama-cpp';
 import { CloseCode } from '../protocol/index.js';
+import { AdminToken } from './auth/admin-token.js';
 import type { Config } from './config/config.js';
 import { ensureDemoModel } from './demo-model/demo-model.js';
 import { createLlamaRuntime } from './engine/llama-runtime.js';
 import { SessionRegistry, streamEndpoint } from './gateway/stream-endpoint.js';
 import type { SessionContext } from './gateway/session.js';
+import { adminRoutes } from './http/admin-routes.js';
 import { healthRoutes } from './http/health-routes.js';
+import { metricsRoutes } from './http/metrics-routes.js';
 import { modelRoutes } from './http/model-routes.js';
+import { staticRoutes } from './http/static-routes.js';
+import { SAMPLING_DEFAULTS } from './pool/sampling-defaults.js';
 import { ModelPool } from './pool/model-pool.js';
-import { noTelemetry, type Telemetry } from './telemetry/events.js';
-import { createLogger, type Logger } from './telemetry/logger.js';
+import { configSummary } from './telemetry/config-summary.js';
+import type { Telemetry } from './telemetry/events.js';
+import { feedEndpoint } from './telemetry/feed-endpoint.js';
+import { attachLogFiles, createLogger, type Logger } from './telemetry/logger.js';
+import { Observability } from './telemetry/observability.js';
 import { listen } from './transport/uws-server.js';
 
 /** A running service. */
@@ -20,6 +28,10 @@ export interface Service {
   readonly httpUrl: string;
   readonly pool: ModelPool;
   readonly sessions: SessionRegistry;
+  /** Guards /metrics (unless METRICS_PUBLIC), the live feed and admin routes. */
+  readonly adminToken: AdminToken;
+  /** Metrics, live feed and access log. */
+  readonly observability: Observability;
   /**
    * Stops gracefully: stop listening, refuse new generations, let running ones finish within
    * `graceMs`, end the rest with reason `shutdown`, close every socket with 1001, free the models.
@@ -32,6 +44,14 @@ const MAX_BODY_BYTES = 1024 * 1024;
 
 /** Builds and starts the whole service from a configuration. */
 export async function startService(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Service> {
+  // app.log and error.log join the logger's stdout; access.log gets a logger of its own.
+  const logFiles =
+    config.logToFiles && config.logLevel !== 'silent'
+      ? attachLogFiles(logger, { dir: config.logDir, level: config.logLevel, maxBytes: config.logMaxBytes, keep: config.logFiles, access: config.logAccess })
+      : undefined;
+  logger.info({ config: configSummary(config) }, 'configuration');
+  const adminToken = AdminToken.fromConfig(config.adminToken, config.adminTokenFile);
+  if (adminToken.generatedFile) logger.warn({ file: adminToken.generatedFile }, 'ADMIN_TOKEN is empty: a random admin token was written to this file');
   const demo = await ensureDemoModel(config.modelsDir);
   if (demo.created) logger.info({ path: demo.path }, 'no model found: wrote the demo model');
   const llama: Llama = await createLlamaRuntime({
@@ -39,6 +59,8 @@ export async function startService(config: Config, logger: Logger = createLogger
     maxThreads: config.threads,
     ...(config.engineLog && { onEngineLog: (level: string, message: string) => logger.warn({ engine: level }, message) }),
   });
+  // Bound once observability exists; the pool reports loads to it.
+  let telemetry: Telemetry | undefined;
   const pool = await ModelPool.open(llama, {
     modelsDir: config.modelsDir,
     defaultModel: config.defaultModel,
@@ -47,19 +69,33 @@ export async function startService(config: Config, logger: Logger = createLogger
     threads: config.threads,
     maxQueue: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
-  });
+    memoryBudgetBytes: config.memoryBudgetBytes,
+    keepAliveS: config.keepAliveS,
+    mlock: config.mlock,
+    watch: config.watchModels,
+    sampling: SAMPLING_DEFAULTS,
+    onLoaded: (model) => telemetry?.modelLoaded?.(model),
+  }, logger);
   let shuttingDown = false;
   let defaultModelError: string | undefined;
-  const telemetry: Telemetry = noTelemetry;
-  const context: SessionContext = { config, pool, logger, telemetry, isShuttingDown: () => shuttingDown };
+  const observability = new Observability({
+    metrics: config.metricsEnabled,
+    feedHistoryS: config.feedHistoryS,
+    models: () => pool.list(),
+    accessLog: !config.logAccess || config.logLevel === 'silent' ? undefined : (logFiles?.access ?? logger.child({ log: 'access' })),
+    logger,
+  });
+  telemetry = observability.telemetry;
+  const context: SessionContext = { config, pool, logger, telemetry: observability.telemetry, isShuttingDown: () => shuttingDown };
   const sessions = new SessionRegistry();
   const server = await listen({
     host: config.host,
     port: config.port,
     maxBodyBytes: MAX_BODY_BYTES,
-    sockets: [streamEndpoint(context, sessions)],
+    sockets: [streamEndpoint(context, sessions), ...(observability.metrics ? [feedEndpoint(observability.metrics.feed, adminToken)] : [])],
     routes: [
       ...healthRoutes({
+        shuttingDown: () => shuttingDown,
         notReadyReason: () => {
           if (shuttingDown) return 'shutting down';
           if (pool.ready) return undefined;
@@ -67,12 +103,17 @@ export async function startService(config: Config, logger: Logger = createLogger
         },
       }),
       ...modelRoutes(pool),
+      ...adminRoutes(pool, sessions, adminToken),
+      ...(observability.metrics ? metricsRoutes({ metrics: observability.metrics.prometheus, admin: adminToken, public: config.metricsPublic }) : []),
+      // Last: its `/*` would shadow any route registered after it.
+      ...staticRoutes(),
     ],
   });
+  observability.start((topic, message) => server.publish(topic, message, true));
   logger.info({ gpu: llama.gpu, threads: config.threads, model: pool.defaultName }, 'engine ready');
   // Listening starts before the default model is loaded: /healthz answers at once, /readyz once it loaded.
-  const loading = pool.get(undefined).then(
-    (model) => logger.info({ model: model.name, loadMs: Math.round(model.loadMs), contextSize: model.contextSize }, 'default model loaded'),
+  const loading = pool.preload().then(
+    () => logger.info({ model: pool.defaultName }, 'default model ready'),
     (error: Error) => {
       defaultModelError = error.message;
       logger.error({ err: error }, 'default model failed to load');
@@ -87,6 +128,8 @@ export async function startService(config: Config, logger: Logger = createLogger
     httpUrl: `http://${host}:${server.port}`,
     pool,
     sessions,
+    adminToken,
+    observability,
     shutdown(graceMs = config.shutdownGraceMs) {
       stopping ??= (async () => {
         shuttingDown = true;
@@ -99,6 +142,9 @@ export async function startService(config: Config, logger: Logger = createLogger
         await pool.close();
         await llama.dispose();
         server.closeAll();
+        observability.stop();
+        logger.info('service stopped');
+        await logFiles?.close();
       })();
       return stopping;
     },

@@ -1,4 +1,4 @@
-import { ConfigError, defaultThreads, flag, host, integer, oneOf, text, type Setting } from './settings.js';
+import { ConfigError, defaultMemoryBudget, defaultThreads, flag, host, integer, oneOf, text, type Setting } from './settings.js';
 
 /**
  * Every setting of the service, read from the environment (and `.env`). This table is the one
@@ -18,6 +18,13 @@ export const settings = {
   parallelSequences: integer('PARALLEL_SEQUENCES', 'Sequences (slots) per model that generate at once', 2, 1, 256),
   maxTokensDefault: integer('MAX_TOKENS_DEFAULT', 'maxTokens when a request gives none', 256, 1, 1_000_000),
   maxTokensCeiling: integer('MAX_TOKENS_CEILING', 'Largest maxTokens a request may ask for', 4096, 1, 1_000_000),
+  memoryBudgetBytes: {
+    ...integer('MEMORY_BUDGET_BYTES', 'Estimated memory all loaded models and contexts may take; idle models are unloaded to make room', defaultMemoryBudget(), 1, Number.MAX_SAFE_INTEGER),
+    defaultText: '80 % of RAM',
+  } satisfies Setting<number>,
+  keepAliveS: integer('KEEP_ALIVE_S', 'Seconds an idle model (not the default one) stays loaded; 0: forever', 300, 0, 31_536_000),
+  mlock: flag('MLOCK', 'Lock model weights in RAM (mmap is always on)', false),
+  watchModels: flag('WATCH_MODELS', 'Watch MODELS_DIR and apply added, removed and replaced files without a restart', true),
   queueMax: integer('QUEUE_MAX', 'Requests that may wait for a slot, per model; beyond it: overloaded', 64, 0, 100_000),
   queueTimeoutMs: integer('QUEUE_TIMEOUT_MS', 'Longest wait for a slot before queue_timeout', 30_000, 1, 3_600_000),
   maxStreamsPerConnection: integer('MAX_STREAMS_PER_CONNECTION', 'Requests one connection may have in flight', 8, 1, 10_000),
@@ -31,6 +38,14 @@ export const settings = {
   },
   adminTokenFile: text('ADMIN_TOKEN_FILE', 'Where the generated admin token is written when ADMIN_TOKEN is empty', '.admin-token'),
   logLevel: oneOf('LOG_LEVEL', 'Log level', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+  logToFiles: flag('LOG_TO_FILES', 'Write app.log, access.log and error.log under LOG_DIR (false: stdout only)', true),
+  logDir: text('LOG_DIR', 'Folder of app.log, access.log and error.log', 'logs'),
+  logMaxBytes: integer('LOG_MAX_BYTES', 'Size in bytes at which a log file is rotated', 10 * 1024 * 1024, 1024, 1024 ** 4),
+  logFiles: integer('LOG_FILES', 'Rotated files kept per log (app.log.1 newest ... app.log.N oldest)', 5, 0, 1000),
+  logAccess: flag('LOG_ACCESS', 'Access log, one line per connection open/close and per request (access.log, or stdout)', true),
+  metricsEnabled: flag('METRICS_ENABLED', 'Prometheus metrics, resource monitor and live feed (off only to measure their cost)', true),
+  metricsPublic: flag('METRICS_PUBLIC', 'Serve GET /metrics without the admin token (for a scraper on a private network)', false),
+  feedHistoryS: integer('FEED_HISTORY_S', 'Seconds of snapshots a dashboard receives when it joins the live feed', 300, 1, 3600),
   engineLog: flag('ENGINE_LOG', 'Pass llama.cpp warnings through to the log', false),
 } as const;
 

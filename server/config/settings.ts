@@ -19,6 +19,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** Default memory budget: 80 % of the machine's RAM. */
+export const defaultMemoryBudget = (): number => Math.floor(os.totalmem() * 0.8);
+
 /** Default thread count: all cores but one, which the event loop keeps (see docs/performance.md). */
 export const defaultThreads = (): number => Math.max(1, os.availableParallelism() - 1);
 

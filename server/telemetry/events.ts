@@ -27,8 +27,11 @@ export interface RequestTelemetry {
 /** Everything the request path reports; the telemetry folder implements it. */
 export interface Telemetry {
   request(model: string, requestId: string, origin: Origin): RequestTelemetry;
-  /** A `gen` was refused before reaching a model (invalid, duplicate, limits...). */
-  requestRefused(code: ErrorCode, origin: Origin, model?: string): void;
+  /**
+   * A `gen` was refused before reaching a model (invalid, duplicate, limits...). `requestId`
+   * (optional, added later) is the client's id when the frame carried one, for the access log.
+   */
+  requestRefused(code: ErrorCode, origin: Origin, model?: string, requestId?: string): void;
   connectionOpened(origin: Origin): void;
   connectionClosed(origin: Origin, cause: CloseCause, ageMs: number): void;
   frameIn(bytes: number): void;
@@ -38,6 +41,28 @@ export interface Telemetry {
   backpressurePaused(): void;
   /** An error worth showing operators (sent to a client or raised inside). */
   error(code: string, message: string, model?: string): void;
+  /**
+   * A model finished loading (optional). Memory figures and load duration are read from it
+   * until its node-llama-cpp model is disposed. The pool calls it for every load.
+   */
+  modelLoaded?(model: LoadedModelView): void;
+}
+
+/** What telemetry reads of a loaded model: structurally satisfied by the pool's LoadedModel. */
+export interface LoadedModelView {
+  readonly name: string;
+  readonly loadMs: number;
+  readonly model: {
+    readonly disposed: boolean;
+    /** Bytes of weights in memory (node-llama-cpp `LlamaModel.size`). */
+    readonly size: number;
+    readonly onDispose: { createListener(listener: () => void): { dispose(): void } };
+  };
+  readonly context: {
+    readonly disposed: boolean;
+    /** node-llama-cpp's own estimate of the context's RAM and VRAM. */
+    readonly memoryUsage: { ram: number; vram: number };
+  };
 }
 
 const noRequest: RequestTelemetry = { started() {}, token() {}, ended() {} };

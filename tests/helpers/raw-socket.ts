@@ -7,6 +7,8 @@ import { decodeMessage, encodeFrame, type ServerFrame, type WireFormat } from '.
  */
 export class RawSocket {
   readonly frames: ServerFrame[] = [];
+  /** performance.now() at which each frame arrived, parallel to `frames`. */
+  readonly arrivals: number[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
   private waiters: (() => void)[] = [];
   private readIndex = 0;
@@ -17,6 +19,7 @@ export class RawSocket {
       const decoded = decodeMessage(isBinary ? new Uint8Array(data) : data.toString(), isBinary, format);
       if (!decoded.ok) throw new Error(`server sent an undecodable frame: ${decoded.reason}`);
       this.frames.push(decoded.value as ServerFrame);
+      this.arrivals.push(performance.now());
       for (const wake of this.waiters.splice(0)) wake();
     });
   }
@@ -68,10 +71,29 @@ export class RawSocket {
     }
   }
 
-  /** Every frame received for one request id, once its terminal frame arrived. */
+  /** Every frame received for one request id, once its terminal frame arrived (whatever was read before). */
   async request(id: string, timeoutMs = 30_000): Promise<ServerFrame[]> {
-    await this.next((frame) => (frame.t === 'end' || frame.t === 'err') && 'id' in frame && frame.id === id, timeoutMs);
+    const isTerminal = (frame: ServerFrame): boolean => (frame.t === 'end' || frame.t === 'err') && 'id' in frame && frame.id === id;
+    const deadline = Date.now() + timeoutMs;
+    while (!this.frames.some(isTerminal)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`request ${id} got no terminal frame within ${timeoutMs} ms; its frames: ${JSON.stringify(this.frames.filter((frame) => 'id' in frame && frame.id === id).slice(-3))}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
     return this.frames.filter((frame) => 'id' in frame && frame.id === id);
+  }
+
+  /** Arrival time of the first frame of type `t` for request `id`. */
+  arrivalOf(t: ServerFrame['t'], id: string): number {
+    const index = this.frames.findIndex((frame) => frame.t === t && 'id' in frame && frame.id === id);
+    if (index < 0) throw new Error(`no ${t} frame for ${id}`);
+    return this.arrivals[index]!;
   }
 
   close(): void {

@@ -22,6 +22,8 @@ export async function startTestService(overrides: Partial<Config> = {}): Promise
     threads: 1,
     gpu: 'false',
     logLevel: 'silent',
+    logToFiles: false,
+    adminToken: 'test-admin-token',
     ...overrides,
   };
   const service = await startService(config, createLogger(config.logLevel));

@@ -1,0 +1,65 @@
+import { CloseCode } from '../../protocol/index.js';
+import { ServiceError } from '../errors.js';
+import type { SessionRegistry } from '../gateway/stream-endpoint.js';
+import type { ModelActionResult, ModelPool } from '../pool/model-pool.js';
+import type { HttpReply, HttpRoute } from '../transport/types.js';
+import { requireAdmin, type AdminCheck } from './admin-guard.js';
+import { jsonReply } from './json-reply.js';
+
+const ACTIONS = ['load', 'unload', 'reload'] as const;
+
+/**
+ * Admin HTTP API: `POST /api/models/:name/{load,unload,reload}`, `GET /api/connections` and
+ * `POST /api/connections/:id/close`. Every route needs the admin token.
+ */
+export function adminRoutes(pool: ModelPool, sessions: SessionRegistry, admin: AdminCheck): HttpRoute[] {
+  const modelActions = ACTIONS.map(
+    (action): HttpRoute => ({
+      method: 'post',
+      pattern: `/api/models/:name/${action}`,
+      handle: requireAdmin(admin, async ({ params }) => replyFor(await runAction(pool, action, params.name ?? ''))),
+    }),
+  );
+  return [
+    ...modelActions,
+    {
+      method: 'get',
+      pattern: '/api/connections',
+      handle: requireAdmin(admin, () =>
+        jsonReply(200, {
+          connections: [...sessions.sessions].map((session) => ({
+            id: session.id,
+            keyName: session.origin.keyName,
+            remoteAddress: session.origin.remoteAddress,
+            openedAt: session.openedAt,
+            inFlight: session.requests.size,
+          })),
+        }),
+      ),
+    },
+    {
+      method: 'post',
+      pattern: '/api/connections/:id/close',
+      handle: requireAdmin(admin, ({ params }) => {
+        const session = [...sessions.sessions].find((candidate) => candidate.id === params.id);
+        if (!session) return jsonReply(404, { error: 'not_found', message: `no connection "${params.id}"` });
+        session.close(CloseCode.policyViolation, 'closed by an administrator', 'admin');
+        return jsonReply(200, { closed: true });
+      }),
+    },
+  ];
+}
+
+async function runAction(pool: ModelPool, action: (typeof ACTIONS)[number], name: string): Promise<ModelActionResult | ServiceError> {
+  try {
+    return await pool[action](name);
+  } catch (error) {
+    if (error instanceof ServiceError) return error;
+    throw error;
+  }
+}
+
+function replyFor(result: ModelActionResult | ServiceError): HttpReply {
+  if (result instanceof ServiceError) return jsonReply(result.code === 'model_not_found' ? 404 : 409, { error: result.code, message: result.message });
+  return jsonReply(result.outcome === 'failed' ? 409 : 200, result);
+}
