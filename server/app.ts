@@ -1,10 +1,13 @@
 import type { Llama } from 'node-llama-cpp';
 import { CloseCode } from '../protocol/index.js';
-import { AdminToken } from './auth/admin-token.js';
+import { createAccessControl } from './auth/access-control.js';
+import type { AdminToken } from './auth/admin-token.js';
 import type { Config } from './config/config.js';
 import { ensureDemoModel } from './demo-model/demo-model.js';
 import { createLlamaRuntime } from './engine/llama-runtime.js';
+import { KeyBudgets } from './gateway/key-budgets.js';
 import { SessionRegistry, streamEndpoint } from './gateway/stream-endpoint.js';
+import { UpgradeGuard } from './gateway/upgrade-guard.js';
 import type { SessionContext } from './gateway/session.js';
 import { adminRoutes } from './http/admin-routes.js';
 import { healthRoutes } from './http/health-routes.js';
@@ -50,8 +53,7 @@ export async function startService(config: Config, logger: Logger = createLogger
       ? attachLogFiles(logger, { dir: config.logDir, level: config.logLevel, maxBytes: config.logMaxBytes, keep: config.logFiles, access: config.logAccess })
       : undefined;
   logger.info({ config: configSummary(config) }, 'configuration');
-  const adminToken = AdminToken.fromConfig(config.adminToken, config.adminTokenFile);
-  if (adminToken.generatedFile) logger.warn({ file: adminToken.generatedFile }, 'ADMIN_TOKEN is empty: a random admin token was written to this file');
+  const access = await createAccessControl(config, logger);
   const demo = await ensureDemoModel(config.modelsDir);
   if (demo.created) logger.info({ path: demo.path }, 'no model found: wrote the demo model');
   const llama: Llama = await createLlamaRuntime({
@@ -88,11 +90,12 @@ export async function startService(config: Config, logger: Logger = createLogger
   telemetry = observability.telemetry;
   const context: SessionContext = { config, pool, logger, telemetry: observability.telemetry, isShuttingDown: () => shuttingDown };
   const sessions = new SessionRegistry();
+  const guard = new UpgradeGuard(config, access.keys, new KeyBudgets());
   const server = await listen({
     host: config.host,
     port: config.port,
     maxBodyBytes: MAX_BODY_BYTES,
-    sockets: [streamEndpoint(context, sessions), ...(observability.metrics ? [feedEndpoint(observability.metrics.feed, adminToken)] : [])],
+    sockets: [streamEndpoint(context, sessions, guard), ...(observability.metrics ? [feedEndpoint(observability.metrics.feed, access.admin)] : [])],
     routes: [
       ...healthRoutes({
         shuttingDown: () => shuttingDown,
@@ -103,8 +106,8 @@ export async function startService(config: Config, logger: Logger = createLogger
         },
       }),
       ...modelRoutes(pool),
-      ...adminRoutes(pool, sessions, adminToken),
-      ...(observability.metrics ? metricsRoutes({ metrics: observability.metrics.prometheus, admin: adminToken, public: config.metricsPublic }) : []),
+      ...adminRoutes(pool, sessions, access.admin),
+      ...(observability.metrics ? metricsRoutes({ metrics: observability.metrics.prometheus, admin: access.admin, public: config.metricsPublic }) : []),
       // Last: its `/*` would shadow any route registered after it.
       ...staticRoutes(),
     ],
@@ -128,7 +131,7 @@ export async function startService(config: Config, logger: Logger = createLogger
     httpUrl: `http://${host}:${server.port}`,
     pool,
     sessions,
-    adminToken,
+    adminToken: access.adminToken,
     observability,
     shutdown(graceMs = config.shutdownGraceMs) {
       stopping ??= (async () => {

@@ -17,8 +17,12 @@ import type { Config } from '../config/config.js';
 import type { ModelPool } from '../pool/model-pool.js';
 import type { CloseCause, Origin, Telemetry } from '../telemetry/events.js';
 import type { Logger } from '../telemetry/logger.js';
+import { ServiceError } from '../errors.js';
 import type { Connection, ConnectionHandler } from './connection.js';
+import { ConnectionLimits } from './connection-limits.js';
+import { FlowControl } from './flow-control.js';
 import { StreamRequest } from './stream-request.js';
+import type { Principal } from './upgrade-guard.js';
 
 /** What every session shares. */
 export interface SessionContext {
@@ -30,9 +34,14 @@ export interface SessionContext {
   isShuttingDown(): boolean;
 }
 
+/** A `limits` frame is sent at most this often unless a refusal makes it urgent. */
+const LIMITS_FRAME_INTERVAL_MS = 1000;
+/** After a close for a stalled reader, give the close handshake this long before dropping the socket. */
+const CLOSE_GRACE_MS = 2000;
+
 /**
- * One client connection: decodes and validates frames at the edge, keeps the connection's
- * in-flight requests by id and routes frames between them and the socket.
+ * One client connection: decodes and validates frames at the edge, applies the connection's
+ * limits, keeps its in-flight requests by id and routes frames between them and the socket.
  */
 export class Session implements ConnectionHandler {
   readonly id = randomUUID();
@@ -42,11 +51,24 @@ export class Session implements ConnectionHandler {
   private open = true;
   /** Set when the server closes the socket, so the close is counted under its real cause. */
   private closeCause: CloseCause | undefined;
-  private drainWaiters: (() => void)[] = [];
-  private drainPromise: Promise<void> | undefined;
+  readonly limits: ConnectionLimits;
+  private readonly flow: FlowControl;
+  private lastLimitsSentAt = 0;
 
-  constructor(private readonly connection: Connection, readonly format: WireFormat, readonly context: SessionContext) {
-    this.origin = { session: this.id, remoteAddress: connection.remoteAddress, keyName: 'anonymous' };
+  constructor(
+    private readonly connection: Connection,
+    readonly format: WireFormat,
+    readonly context: SessionContext,
+    readonly principal: Principal,
+  ) {
+    this.origin = { session: this.id, remoteAddress: connection.remoteAddress, keyName: principal.keyName };
+    this.limits = new ConnectionLimits(context.config, principal.budget);
+    this.flow = new FlowControl(connection, {
+      highWaterBytes: context.config.sendHighWaterBytes,
+      stallMs: context.config.slowConsumerMs,
+      onPause: () => context.telemetry.backpressurePaused(),
+      onStalled: () => this.dropSlowConsumer(),
+    });
   }
 
   get isOpen(): boolean {
@@ -61,8 +83,9 @@ export class Session implements ConnectionHandler {
       protocol: this.format === 'json' ? Subprotocol.json : Subprotocol.msgpack,
       session: this.id,
       models: this.context.pool.list(),
-      limits: this.limits(),
+      limits: this.limitsInfo(),
     });
+    this.lastLimitsSentAt = performance.now();
   }
 
   message(data: ArrayBuffer, isBinary: boolean): void {
@@ -75,6 +98,14 @@ export class Session implements ConnectionHandler {
     const parsed = parseClientFrame(decoded.value);
     if (!parsed.ok) return parsed.problem.id === undefined ? this.sendError(parsed.problem) : this.refuse(parsed.problem);
     const frame = parsed.frame;
+    const verdict = this.limits.admitFrame();
+    if (verdict === 'flood') return this.closeForFlood();
+    if (verdict === 'refuse') {
+      const retryAfterMs = this.limits.frameRetryMs();
+      const error = { code: ErrorCode.rateLimited, message: `more than ${this.context.config.maxFramesPerSecond} frames per second`, retryAfterMs };
+      this.context.telemetry.rateLimited(this.origin);
+      return frame.t === 'gen' ? this.refuse({ id: frame.id, ...error }) : this.sendError(error);
+    }
     switch (frame.t) {
       case 'gen':
         return this.startRequest(frame, performance.now());
@@ -92,15 +123,14 @@ export class Session implements ConnectionHandler {
   }
 
   drain(): void {
-    if (this.drainWaiters.length === 0 || this.connection.bufferedAmount() >= this.context.config.sendHighWaterBytes) return;
-    this.releaseDrainWaiters();
+    this.flow.drain();
   }
 
   closed(): void {
     this.open = false;
     this.context.telemetry.connectionClosed(this.origin, this.closeCause ?? 'client', Date.now() - this.openedAt);
     for (const request of this.requests.values()) request.cancel('disconnected');
-    this.releaseDrainWaiters();
+    this.flow.resume();
   }
 
   /** Encodes and sends a frame; frames for a closed socket are discarded. */
@@ -124,12 +154,13 @@ export class Session implements ConnectionHandler {
 
   /** Resolves when the socket's buffer is below the high-water mark; undefined when it already is. */
   waitWritable(): Promise<void> | undefined {
-    if (!this.open || this.connection.bufferedAmount() < this.context.config.sendHighWaterBytes) return undefined;
-    if (!this.drainPromise) {
-      this.context.telemetry.backpressurePaused();
-      this.drainPromise = new Promise<void>((resolve) => this.drainWaiters.push(resolve));
-    }
-    return this.drainPromise;
+    return this.open ? this.flow.waitWritable() : undefined;
+  }
+
+  /** A request sent its terminal frame (or its client left): it no longer counts anywhere. */
+  finished(request: StreamRequest): void {
+    this.requests.delete(request.id);
+    if (this.principal.budget) this.principal.budget.streams--;
   }
 
   /** Closes the socket gracefully; `cause` is what metrics and logs record. */
@@ -137,13 +168,6 @@ export class Session implements ConnectionHandler {
     if (!this.open) return;
     this.closeCause ??= cause;
     this.connection.close(code, reason);
-  }
-
-  private releaseDrainWaiters(): void {
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    this.drainPromise = undefined;
-    for (const resolve of waiters) resolve();
   }
 
   private startRequest(frame: GenFrame, receivedAt: number): void {
@@ -162,18 +186,57 @@ export class Session implements ConnectionHandler {
         details: { limit: config.maxStreamsPerConnection },
       });
     }
+    try {
+      this.limits.admitGeneration(frame.model, this.context.pool.defaultName);
+    } catch (error) {
+      if (!(error instanceof ServiceError)) throw error;
+      const refusal = { id: frame.id, code: error.code, message: error.message, ...(error.retryAfterMs !== undefined && { retryAfterMs: error.retryAfterMs }), ...(error.details && { details: error.details }) };
+      this.refuse(refusal, frame.model);
+      if (error.code === ErrorCode.rateLimited) {
+        this.context.telemetry.rateLimited(this.origin);
+        this.sendLimits(true);
+        if (this.limits.recordRefusal()) this.closeForFlood();
+      }
+      return;
+    }
     const request = new StreamRequest(this, frame, receivedAt);
     this.requests.set(frame.id, request);
+    if (this.principal.budget) this.principal.budget.streams++;
+    this.sendLimits(false);
     void request.run();
   }
 
-  private limits(): LimitsInfo {
+  /** Sends the bucket levels: at once after a refusal, else at most once a second. */
+  private sendLimits(urgent: boolean): void {
+    const now = performance.now();
+    if (!urgent && now - this.lastLimitsSentAt < LIMITS_FRAME_INTERVAL_MS) return;
+    const info = this.limitsInfo();
+    if (info.requestsRemaining === undefined && info.tokensRemaining === undefined) return;
+    this.lastLimitsSentAt = now;
+    this.send({ t: 'limits', ...info });
+  }
+
+  private limitsInfo(): LimitsInfo {
     const { config } = this.context;
-    return {
+    return this.limits.info({
       maxFrameBytes: WireLimits.maxFrameBytes,
       maxConcurrentStreams: config.maxStreamsPerConnection,
       maxTokensDefault: config.maxTokensDefault,
       maxTokensCeiling: config.maxTokensCeiling,
-    };
+    });
+  }
+
+  private closeForFlood(): void {
+    this.close(CloseCode.policyViolation, 'flood: too many refused frames', 'flood');
+  }
+
+  /** The client stopped reading: end its streams (the frames are queued for it) and close. */
+  private dropSlowConsumer(): void {
+    for (const request of this.requests.values()) request.cancel('slow_consumer');
+    // Let the cancelled streams queue their end frames before the close frame.
+    setImmediate(() => {
+      this.close(CloseCode.policyViolation, 'slow consumer', 'slow_consumer');
+      setTimeout(() => this.connection.terminate(), CLOSE_GRACE_MS).unref();
+    });
   }
 }

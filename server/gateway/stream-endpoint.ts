@@ -1,6 +1,7 @@
 import { STREAM_PATH, Subprotocol, WireLimits, wireFormatOf } from '../../protocol/index.js';
 import type { SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
 import { Session, type SessionContext } from './session.js';
+import type { UpgradeGuard } from './upgrade-guard.js';
 
 const OUR_PROTOCOLS: readonly string[] = [Subprotocol.msgpack, Subprotocol.json];
 
@@ -22,7 +23,7 @@ export class SessionRegistry {
 }
 
 /** The `/v1/stream` WebSocket endpoint: negotiates the subprotocol and opens a Session. */
-export function streamEndpoint(context: SessionContext, registry: SessionRegistry): SocketEndpoint {
+export function streamEndpoint(context: SessionContext, registry: SessionRegistry, guard: UpgradeGuard): SocketEndpoint {
   const { config } = context;
   return {
     pattern: STREAM_PATH,
@@ -39,17 +40,21 @@ export function streamEndpoint(context: SessionContext, registry: SessionRegistr
       if (offered.length > 0 && protocol === undefined) {
         return { accept: false, status: 400, body: `unsupported subprotocol; use ${OUR_PROTOCOLS.join(' or ')}` };
       }
+      const check = guard.check(request);
+      if (!check.ok) return { accept: false, status: check.status, body: check.body, ...(check.headers && { headers: check.headers }) };
       return {
         accept: true,
         protocol,
         open(connection) {
-          const session = new Session(connection, wireFormatOf(protocol), context);
+          guard.opened(check.principal);
+          const session = new Session(connection, wireFormatOf(protocol), context, check.principal);
           registry.sessions.add(session);
           const handler = {
             message: (data: ArrayBuffer, isBinary: boolean) => session.message(data, isBinary),
             drain: () => session.drain(),
             closed: () => {
               registry.sessions.delete(session);
+              guard.closed(check.principal);
               session.closed();
             },
           };

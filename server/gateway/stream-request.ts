@@ -80,10 +80,15 @@ export class StreamRequest implements TextSink {
   }
 
   waitWritable(): Promise<void> | undefined {
-    return this.session.waitWritable();
+    const backpressure = this.session.waitWritable();
+    if (backpressure) return backpressure;
+    // A token bucket in debt throttles the stream until it refills.
+    const throttleMs = this.session.limits.tokenWaitMs();
+    return throttleMs > 0 ? new Promise((resolve) => setTimeout(resolve, throttleMs)) : undefined;
   }
 
   onToken(): void {
+    this.session.limits.chargeToken();
     this.metrics?.token();
   }
 
@@ -161,7 +166,7 @@ export class StreamRequest implements TextSink {
   private claimTerminal(): boolean {
     if (this.finished) return false;
     this.finished = true;
-    this.session.requests.delete(this.id);
+    this.session.finished(this);
     return true;
   }
 }

@@ -3,7 +3,8 @@ import { ServiceError } from '../errors.js';
 import type { SessionRegistry } from '../gateway/stream-endpoint.js';
 import type { ModelActionResult, ModelPool } from '../pool/model-pool.js';
 import type { HttpReply, HttpRoute } from '../transport/types.js';
-import { requireAdmin, type AdminCheck } from './admin-guard.js';
+import type { AdminCheck } from '../auth/access-control.js';
+import { requireAdmin } from './admin-guard.js';
 import { jsonReply } from './json-reply.js';
 
 const ACTIONS = ['load', 'unload', 'reload'] as const;

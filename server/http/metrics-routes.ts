@@ -1,10 +1,11 @@
+import type { AdminCheck } from '../auth/access-control.js';
 import type { ServiceMetrics } from '../telemetry/metrics.js';
 import type { HttpReply, HttpRoute } from '../transport/types.js';
+import { requireAdmin } from './admin-guard.js';
 
 export interface MetricsRouteOptions {
   metrics: ServiceMetrics;
-  /** Checks the admin token (AdminToken satisfies it). */
-  admin: { verify(headers: Record<string, string>): boolean };
+  admin: AdminCheck;
   /** METRICS_PUBLIC: serve without the admin token (for a scraper on a private network). */
   public: boolean;
 }
@@ -14,20 +15,6 @@ export interface MetricsRouteOptions {
  * as `Authorization: Bearer <token>` (Prometheus: `authorization: { credentials_file: ... }`).
  */
 export function metricsRoutes(options: MetricsRouteOptions): HttpRoute[] {
-  return [
-    {
-      method: 'get',
-      pattern: '/metrics',
-      async handle(request): Promise<HttpReply> {
-        if (!options.public && !options.admin.verify(request.headers)) {
-          return {
-            status: 401,
-            headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer realm="metrics"' },
-            body: JSON.stringify({ error: 'unauthorized', message: 'GET /metrics needs the admin token as a bearer token' }),
-          };
-        }
-        return { status: 200, headers: { 'content-type': options.metrics.contentType }, body: await options.metrics.text() };
-      },
-    },
-  ];
+  const scrape = async (): Promise<HttpReply> => ({ status: 200, headers: { 'content-type': options.metrics.contentType }, body: await options.metrics.text() });
+  return [{ method: 'get', pattern: '/metrics', handle: options.public ? scrape : requireAdmin(options.admin, scrape) }];
 }

@@ -1,13 +1,9 @@
 import { FEED_PATH, FEED_SUBPROTOCOL } from '../../protocol/feed.js';
+import type { AdminCheck } from '../auth/access-control.js';
 import { withoutCredentials } from '../auth/bearer.js';
 import type { ConnectionHandler } from '../gateway/connection.js';
 import type { SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
 import { FEED_TOPIC, type LiveFeed } from './live-feed.js';
-
-/** Checks the admin credential of an upgrade (AdminToken satisfies it). */
-export interface AdminCheck {
-  verify(headers: Record<string, string>, protocols?: readonly string[]): boolean;
-}
 
 /** The history frame of 5 minutes is a few hundred KB: the send buffer must hold it whole. */
 const FEED_MAX_BACKPRESSURE = 8 * 1024 * 1024;
@@ -29,6 +25,7 @@ export function feedEndpoint(feed: LiveFeed, admin: AdminCheck): SocketEndpoint 
     maxBackpressure: FEED_MAX_BACKPRESSURE,
     upgrade(request: UpgradeRequest): UpgradeDecision {
       if (!admin.verify(request.headers, request.protocols)) {
+        if (admin.isClientKey(request.headers, request.protocols)) return { accept: false, status: 403, body: 'client API keys cannot open the admin feed' };
         return { accept: false, status: 401, body: 'admin token required', headers: { 'www-authenticate': 'Bearer' } };
       }
       const offered = withoutCredentials(request.protocols);

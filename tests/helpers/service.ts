@@ -24,6 +24,10 @@ export async function startTestService(overrides: Partial<Config> = {}): Promise
     logLevel: 'silent',
     logToFiles: false,
     adminToken: 'test-admin-token',
+    // Generous limits: tests of the limits set their own.
+    rateLimitRps: 10_000,
+    rateLimitBurst: 10_000,
+    maxFramesPerSecond: 100_000,
     ...overrides,
   };
   const service = await startService(config, createLogger(config.logLevel));

@@ -1,0 +1,94 @@
+import { ErrorCode, type LimitsInfo } from '../../protocol/index.js';
+import type { Config } from '../config/config.js';
+import { ServiceError } from '../errors.js';
+import { FloodDetector } from '../limits/flood-detector.js';
+import { TokenBucket } from '../limits/token-bucket.js';
+import type { KeyBudget } from './key-budgets.js';
+
+/** A frame admission: go on, refuse this frame (err), or close the connection (flood). */
+export type FrameVerdict = 'ok' | 'refuse' | 'flood';
+
+/**
+ * The limits of one connection: a frame bucket, a request bucket and a generated-token bucket of
+ * its own, the aggregate buckets of its API key when it has one, and a flood detector that counts
+ * refused frames.
+ */
+export class ConnectionLimits {
+  private readonly frames: TokenBucket;
+  private readonly requests: TokenBucket | undefined;
+  private readonly tokens: TokenBucket | undefined;
+  private readonly flood: FloodDetector;
+
+  constructor(private readonly config: Config, readonly key: KeyBudget | undefined) {
+    this.frames = new TokenBucket({ capacity: config.maxFramesPerSecond * 2, refillPerSecond: config.maxFramesPerSecond });
+    this.requests = config.rateLimitRps > 0 ? new TokenBucket({ capacity: config.rateLimitBurst, refillPerSecond: config.rateLimitRps }) : undefined;
+    this.tokens = config.tokenLimitTps > 0 ? new TokenBucket({ capacity: config.tokenLimitBurst, refillPerSecond: config.tokenLimitTps }) : undefined;
+    this.flood = new FloodDetector({ limit: config.floodMultiple * config.rateLimitBurst, windowMs: config.floodWindowMs });
+  }
+
+  /** Every incoming frame passes here first. */
+  admitFrame(): FrameVerdict {
+    if (this.frames.tryTake(1)) return 'ok';
+    return this.flood.record() ? 'flood' : 'refuse';
+  }
+
+  /** Counts a refused frame toward the flood limit; true when the connection should be closed. */
+  recordRefusal(): boolean {
+    return this.flood.record();
+  }
+
+  /** Milliseconds until the frame bucket has room again. */
+  frameRetryMs(): number {
+    return Math.ceil(this.frames.msUntil(1));
+  }
+
+  /**
+   * Admits a `gen` against the request and token buckets (connection and key), the key's stream
+   * cap and its allowed models; throws a ServiceError with a retry hint otherwise. Credits are
+   * taken only when every check passes.
+   */
+  admitGeneration(model: string | undefined, defaultModel: string): void {
+    const key = this.key;
+    const allowed = key?.entry.models;
+    const name = model ?? defaultModel;
+    if (allowed && !allowed.includes(name)) {
+      throw new ServiceError(ErrorCode.forbiddenModel, `this API key may not use model "${name}"`, { details: { model: name } });
+    }
+    const maxStreams = key?.entry.limits?.maxStreams;
+    if (key && maxStreams !== undefined && key.streams >= maxStreams) {
+      throw new ServiceError(ErrorCode.tooManyStreams, `this API key may have at most ${maxStreams} streams in flight`, { details: { limit: maxStreams } });
+    }
+    const waits = [this.tokens, key?.tokens].map((bucket) => (bucket ? bucket.msUntil(1) : 0));
+    const requestBuckets = [this.requests, key?.requests].filter((bucket): bucket is TokenBucket => bucket !== undefined);
+    for (const bucket of requestBuckets) waits.push(bucket.msUntil(1));
+    const waitMs = Math.max(...waits);
+    if (waitMs > 0) {
+      throw new ServiceError(ErrorCode.rateLimited, 'rate limit reached for this connection or API key', { retryAfterMs: Math.max(1, Math.ceil(waitMs)) });
+    }
+    for (const bucket of requestBuckets) bucket.tryTake(1);
+  }
+
+  /** Charges one generated token to the token buckets. */
+  chargeToken(): void {
+    this.tokens?.charge(1);
+    this.key?.tokens?.charge(1);
+  }
+
+  /** Milliseconds a stream must wait before its next token (token buckets in debt), else 0. */
+  tokenWaitMs(): number {
+    const own = this.tokens ? this.tokens.msUntil(0.001) : 0;
+    const shared = this.key?.tokens ? this.key.tokens.msUntil(0.001) : 0;
+    return Math.max(own, shared);
+  }
+
+  /** Bucket levels as clients see them in `hello` and `limits`. */
+  info(base: Omit<LimitsInfo, 'requestsRemaining' | 'tokensRemaining' | 'resetMs'>): LimitsInfo {
+    const requests = this.key?.requests ?? this.requests;
+    const tokens = this.key?.tokens ?? this.tokens;
+    const info: LimitsInfo = { ...base };
+    if (requests) info.requestsRemaining = Math.max(0, Math.floor(requests.level()));
+    if (tokens) info.tokensRemaining = Math.max(0, Math.floor(tokens.level()));
+    if (requests || tokens) info.resetMs = Math.ceil(Math.max(requests?.msUntilFull() ?? 0, tokens?.msUntilFull() ?? 0));
+    return info;
+  }
+}

@@ -1,0 +1,79 @@
+import type { ApiKeyStore } from '../auth/api-keys.js';
+import { presentedSecret } from '../auth/bearer.js';
+import type { Config } from '../config/config.js';
+import type { UpgradeRequest } from '../transport/types.js';
+import type { KeyBudget, KeyBudgets } from './key-budgets.js';
+
+/** Who opened a connection: the API key's name and shared budget, or `anonymous` when the service runs open. */
+export interface Principal {
+  keyName: string;
+  budget: KeyBudget | undefined;
+  remoteAddress: string;
+}
+
+export type UpgradeCheck = { ok: true; principal: Principal } | { ok: false; status: number; body: string; headers?: Record<string, string> };
+
+/**
+ * Decides on a WebSocket upgrade before any 101: the Origin allow-list (cross-site WebSocket
+ * hijacking), the API key, and the connection caps per remote address and per key.
+ */
+export class UpgradeGuard {
+  private readonly perAddress = new Map<string, number>();
+  private readonly origins: ReadonlySet<string> | 'any' | 'same-host';
+
+  constructor(private readonly config: Config, private readonly keys: ApiKeyStore | undefined, private readonly budgets: KeyBudgets) {
+    const list = config.allowedOrigins.split(',').map((origin) => origin.trim()).filter(Boolean);
+    this.origins = list.includes('*') ? 'any' : list.length === 0 ? 'same-host' : new Set(list);
+  }
+
+  check(request: UpgradeRequest): UpgradeCheck {
+    if (!this.originAllowed(request.headers.origin, request.headers.host)) {
+      return { ok: false, status: 403, body: 'origin not allowed' };
+    }
+    let budget: KeyBudget | undefined;
+    if (this.keys) {
+      const secret = presentedSecret(request.headers, request.protocols);
+      const entry = secret === undefined ? undefined : this.keys.authenticate(secret);
+      if (!entry) return { ok: false, status: 401, body: 'a valid API key is required', headers: { 'www-authenticate': 'Bearer' } };
+      budget = this.budgets.budgetOf(entry);
+      const cap = entry.limits?.maxConnections;
+      if (cap !== undefined && budget.connections >= cap) return { ok: false, status: 429, body: `this API key may hold at most ${cap} connections` };
+    }
+    if ((this.perAddress.get(request.remoteAddress) ?? 0) >= this.config.maxConnectionsPerIp) {
+      return { ok: false, status: 429, body: `at most ${this.config.maxConnectionsPerIp} connections per address` };
+    }
+    return { ok: true, principal: { keyName: budget?.entry.name ?? 'anonymous', budget, remoteAddress: request.remoteAddress } };
+  }
+
+  /** Counts an accepted connection against its caps. */
+  opened(principal: Principal): void {
+    this.perAddress.set(principal.remoteAddress, (this.perAddress.get(principal.remoteAddress) ?? 0) + 1);
+    if (principal.budget) this.budgets.attach(principal.budget);
+  }
+
+  closed(principal: Principal): void {
+    const count = (this.perAddress.get(principal.remoteAddress) ?? 1) - 1;
+    if (count <= 0) this.perAddress.delete(principal.remoteAddress);
+    else this.perAddress.set(principal.remoteAddress, count);
+    if (principal.budget) this.budgets.detach(principal.budget);
+  }
+
+  /** Connections counted across all addresses (for tests and the hammer). */
+  get openConnections(): number {
+    let total = 0;
+    for (const count of this.perAddress.values()) total += count;
+    return total;
+  }
+
+  private originAllowed(origin: string | undefined, host: string | undefined): boolean {
+    if (origin === undefined || this.origins === 'any') return true;
+    if (this.origins === 'same-host') {
+      try {
+        return new URL(origin).host === host;
+      } catch {
+        return false;
+      }
+    }
+    return this.origins.has(origin);
+  }
+}
