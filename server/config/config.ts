@@ -1,3 +1,4 @@
+import { MAX_FLOOD_LIMIT } from '../limits/flood-detector.js';
 import { ConfigError, defaultMemoryBudget, defaultThreads, flag, host, integer, oneOf, text, type Setting } from './settings.js';
 
 /**
@@ -69,6 +70,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const config = {} as Record<string, unknown>;
   for (const [key, setting] of Object.entries(settings)) config[key] = (setting as Setting<unknown>).parse(env[setting.env]);
   const typed = config as Config;
+  if (typed.floodMultiple * typed.rateLimitBurst > MAX_FLOOD_LIMIT) {
+    throw new ConfigError('FLOOD_MULTIPLE', `FLOOD_MULTIPLE × RATE_LIMIT_BURST must not exceed ${MAX_FLOOD_LIMIT} (got ${typed.floodMultiple * typed.rateLimitBurst})`);
+  }
   if (typed.maxTokensDefault > typed.maxTokensCeiling) {
     throw new ConfigError('MAX_TOKENS_DEFAULT', `must not exceed MAX_TOKENS_CEILING (${typed.maxTokensCeiling})`);
   }

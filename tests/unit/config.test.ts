@@ -136,6 +136,11 @@ describe('loadConfig parses valid values', () => {
 });
 
 describe('loadConfig refuses invalid values with a ConfigError naming the variable', () => {
+  it('refuses a flood limit the detector cannot hold', () => {
+    expect(() => loadConfig({ FLOOD_MULTIPLE: '1000', RATE_LIMIT_BURST: '1000' })).toThrow(/FLOOD_MULTIPLE/);
+    expect(loadConfig({ FLOOD_MULTIPLE: '100', RATE_LIMIT_BURST: '1000' }).floodMultiple).toBe(100);
+  });
+
   it.each<[string, string]>([
     ['PORT', 'abc'],
     ['PORT', '70000'],
