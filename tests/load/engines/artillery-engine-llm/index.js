@@ -13,7 +13,7 @@ const WebSocket = require('ws');
 
 let protocolModule;
 function loadProtocol() {
-  protocolModule ??= import(pathToFileURL(path.resolve(__dirname, '../../../dist/protocol/index.js')).href);
+  protocolModule ??= import(pathToFileURL(path.resolve(__dirname, '../../../../dist/protocol/index.js')).href);
   return protocolModule;
 }
 
