@@ -45,4 +45,4 @@ export {
   type WebSocketLike,
   type WebSocketConstructor,
 } from './client.js';
-export { FEED_PATH, type FeedFrame, type FeedHistory, type FeedSnapshot, type Percentiles, type RecentError, type ResourceFigures } from './feed.js';
+export { FEED_PATH, FEED_SUBPROTOCOL, type FeedFrame, type FeedHistory, type FeedSnapshot, type Percentiles, type RecentError, type ResourceFigures } from './feed.js';

@@ -19,5 +19,6 @@ export function table(header: string[], rows: (string | number)[][]): string {
 
 function formatNumber(value: number): string {
   if (!Number.isFinite(value)) return '-';
+  if (Number.isInteger(value)) return String(value);
   return Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(2);
 }

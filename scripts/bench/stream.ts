@@ -3,14 +3,13 @@
  * node-llama-cpp and through the server to a WebSocket client, alternated in one run, plus the
  * latency from `cancel` to `end`. Usage: npm run bench:stream -- [--models demo,100m] [--tokens 256] [--rounds 5]
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { getLlama, type LlamaContextSequence, type LlamaModel } from 'node-llama-cpp';
 import WebSocket from 'ws';
 import { connect, type LlmClient, type WebSocketConstructor } from '../../protocol/index.js';
-import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
-import { SHAPE_PRESETS, writeShapeModel, type ShapePresetName } from '../../server/demo-model/shape-model.js';
+import { BENCH_DIR, benchModelDir } from './bench-models.js';
 import { startServerProcess } from './server-process.js';
 import { median, quantile, table } from './stats.js';
 
@@ -25,7 +24,7 @@ const { values: args } = parseArgs({
 const TOKENS = Number(args.tokens);
 const ROUNDS = Number(args.rounds);
 const CANCELS = Number(args.cancels);
-const OUT_DIR = path.resolve('bench-results');
+const OUT_DIR = BENCH_DIR;
 
 interface Run {
   tokens: number;
@@ -35,23 +34,6 @@ interface Run {
 
 /** Each round gets its own prompt so neither side profits from a cached prefix. */
 const promptFor = (round: number): string => `${round}. Alice was beginning to get very tired of sitting by her sister on the bank`;
-
-async function modelDir(name: string): Promise<string> {
-  const dir = path.join(OUT_DIR, 'models', name);
-  if (name === 'demo') {
-    await ensureDemoModel(dir);
-    return dir;
-  }
-  const file = path.join(dir, `${name}.gguf`);
-  if (!existsSync(file)) {
-    mkdirSync(dir, { recursive: true });
-    const spec = SHAPE_PRESETS[name as ShapePresetName];
-    if (!spec) throw new Error(`unknown model preset ${name}`);
-    console.error(`writing ${name} shape-equivalent model to ${file}...`);
-    await writeShapeModel(file, spec, { quant: 'f16', seed: 1 });
-  }
-  return dir;
-}
 
 async function direct(sequence: LlamaContextSequence, model: LlamaModel, prompt: string): Promise<Run> {
   await sequence.clearHistory();
@@ -107,8 +89,8 @@ const rows: (string | number)[][] = [];
 const results: Record<string, unknown> = {};
 const llama = await getLlama({ gpu: false, build: 'never' });
 for (const name of args.models.split(',')) {
-  const dir = await modelDir(name);
-  const server = await startServerProcess({ MODELS_DIR: dir, THREADS: '1', PARALLEL_SEQUENCES: '1', GPU: 'false', MAX_TOKENS_CEILING: '100000' });
+  const dir = await benchModelDir(name);
+  const server = await startServerProcess({ MODELS_DIR: dir, THREADS: '1', PARALLEL_SEQUENCES: '1', GPU: 'false', MAX_TOKENS_CEILING: '100000', LOG_TO_FILES: 'false', ADMIN_TOKEN: 'bench' });
   const client = await connect(server.streamUrl, { WebSocket: WebSocket as unknown as WebSocketConstructor });
   const modelFile = path.join(dir, `${client.hello.models.find((model) => model.default)!.name}.gguf`);
   const model = await llama.loadModel({ modelPath: modelFile });

@@ -148,7 +148,8 @@ export class Session implements ConnectionHandler {
 
   /** Refuses a `gen` before it reaches a model; its err frame is the request's terminal frame. */
   refuse(error: Omit<ErrFrame, 't'>, model?: string): void {
-    this.context.telemetry.requestRefused(error.code, this.origin, model);
+    const requestId = error.id ?? (typeof error.details?.id === 'string' ? error.details.id : undefined);
+    this.context.telemetry.requestRefused(error.code, this.origin, model, requestId);
     this.sendError(error);
   }
 

@@ -158,7 +158,7 @@ export class StreamRequest implements TextSink {
       const now = performance.now();
       this.metrics.ended(code, { promptTokens: this.promptTokens, completionTokens: 0 }, { queueMs: -1, ttftMs: -1, totalMs: round(now - this.receivedAt) });
     } else {
-      this.session.context.telemetry.requestRefused(code, this.session.origin, this.frame.model);
+      this.session.context.telemetry.requestRefused(code, this.session.origin, this.frame.model, this.id);
     }
   }
 
