@@ -130,6 +130,8 @@ export interface EndFrame {
   reason: EndReason;
   usage: Usage;
   timings: Timings;
+  /** True when the response was replayed from the server's cache of deterministic requests. */
+  cached?: boolean;
 }
 
 export interface ErrFrame {

@@ -1,6 +1,7 @@
 import type { Llama } from 'node-llama-cpp';
 import { CloseCode } from '../protocol/index.js';
 import { createAccessControl } from './auth/access-control.js';
+import { ResponseCache } from './cache/response-cache.js';
 import type { AdminToken } from './auth/admin-token.js';
 import type { Config } from './config/config.js';
 import { ensureDemoModel } from './demo-model/demo-model.js';
@@ -88,7 +89,8 @@ export async function startService(config: Config, logger: Logger = createLogger
     logger,
   });
   telemetry = observability.telemetry;
-  const context: SessionContext = { config, pool, logger, telemetry: observability.telemetry, isShuttingDown: () => shuttingDown };
+  const cache = new ResponseCache({ maxEntries: config.responseCacheEntries, maxBytes: config.responseCacheBytes });
+  const context: SessionContext = { config, pool, logger, telemetry: observability.telemetry, cache, isShuttingDown: () => shuttingDown };
   const sessions = new SessionRegistry();
   const guard = new UpgradeGuard(config, access.keys, new KeyBudgets());
   const server = await listen({

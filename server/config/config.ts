@@ -26,6 +26,8 @@ export const settings = {
   keepAliveS: integer('KEEP_ALIVE_S', 'Seconds an idle model (not the default one) stays loaded; 0: forever', 300, 0, 31_536_000),
   mlock: flag('MLOCK', 'Lock model weights in RAM (mmap is always on)', false),
   watchModels: flag('WATCH_MODELS', 'Watch MODELS_DIR and apply added, removed and replaced files without a restart', true),
+  responseCacheEntries: integer('RESPONSE_CACHE_ENTRIES', 'Responses of deterministic requests (temperature 0 or a seed) kept for replay; 0: off', 1000, 0, 10_000_000),
+  responseCacheBytes: integer('RESPONSE_CACHE_BYTES', 'Memory the response cache may use', 64 * 1024 * 1024, 1024, Number.MAX_SAFE_INTEGER),
   queueMax: integer('QUEUE_MAX', 'Requests that may wait for a slot, per model; beyond it: overloaded', 64, 0, 100_000),
   queueTimeoutMs: integer('QUEUE_TIMEOUT_MS', 'Longest wait for a slot before queue_timeout', 30_000, 1, 3_600_000),
   maxStreamsPerConnection: integer('MAX_STREAMS_PER_CONNECTION', 'Requests one connection may have in flight', 8, 1, 10_000),

@@ -13,6 +13,7 @@ import {
   type ServerFrame,
   type WireFormat,
 } from '../../protocol/index.js';
+import type { ResponseCache } from '../cache/response-cache.js';
 import type { Config } from '../config/config.js';
 import type { ModelPool } from '../pool/model-pool.js';
 import type { CloseCause, Origin, Telemetry } from '../telemetry/events.js';
@@ -30,6 +31,7 @@ export interface SessionContext {
   pool: ModelPool;
   logger: Logger;
   telemetry: Telemetry;
+  cache: ResponseCache;
   /** True once shutdown began: new generations are refused. */
   isShuttingDown(): boolean;
 }

@@ -3,7 +3,8 @@ import { generate, type GenerationOutcome, type SamplingParams, type TextSink } 
 import { ServiceError } from '../errors.js';
 import type { LoadedModel } from '../pool/loaded-model.js';
 import type { Lease } from '../pool/slot-scheduler.js';
-import type { LlamaContextSequence } from 'node-llama-cpp';
+import type { LlamaContextSequence, Token } from 'node-llama-cpp';
+import type { CachedResponse } from '../cache/response-cache.js';
 import type { RequestTelemetry } from '../telemetry/events.js';
 import type { Session } from './session.js';
 
@@ -21,6 +22,9 @@ export class StreamRequest implements TextSink {
   private firstTextAt = -1;
   private promptTokens = 0;
   private metrics: RequestTelemetry | undefined;
+  /** Set when the request is deterministic and may be answered from, or stored in, the response cache. */
+  private cacheKey: string | undefined;
+  private collected = '';
 
   constructor(private readonly session: Session, private readonly frame: GenFrame, private readonly receivedAt: number) {}
 
@@ -37,23 +41,29 @@ export class StreamRequest implements TextSink {
     let lease: Lease<LlamaContextSequence> | undefined;
     let outcome: GenerationOutcome | undefined;
     try {
-      const leased = await this.session.context.pool.lease(this.frame.model, {
-        owner: this.session.id,
-        signal: this.controller.signal,
-        onPosition: (position) => this.session.send({ t: 'queued', id: this.id, position }),
-        // Runs before queueing, so a request that can never fit is refused at once.
-        prepare: (model) => {
-          this.metrics = this.session.context.telemetry.request(model.name, this.id, this.session.origin);
-          const tokens = model.tokenizePrompt(this.frame.prompt);
-          this.promptTokens = tokens.length;
-          return { tokens, params: this.samplingParams(model, tokens.length) };
-        },
-      });
-      lease = leased.lease;
-      const { model } = leased;
-      const { tokens, params } = leased.prepared;
+      const { pool, cache, telemetry } = this.session.context;
+      const { model, release } = await pool.checkout(this.frame.model);
+      let tokens: Token[];
+      let params: SamplingParams;
+      try {
+        this.metrics = telemetry.request(model.name, this.id, this.session.origin);
+        // Checked before queueing, so a request that can never fit is refused at once.
+        tokens = model.tokenizePrompt(this.frame.prompt);
+        this.promptTokens = tokens.length;
+        params = this.samplingParams(model, tokens.length);
+        this.cacheKey = cache.keyFor(model.fingerprint, this.frame.prompt, params);
+        const cached = this.cacheKey === undefined ? undefined : cache.get(this.cacheKey);
+        if (cached) return this.replay(model.name, cached);
+        lease = await model.scheduler.acquire({
+          owner: this.session.id,
+          signal: this.controller.signal,
+          onPosition: (position) => this.session.send({ t: 'queued', id: this.id, position }),
+        });
+      } finally {
+        release();
+      }
       this.startedAt = performance.now();
-      this.metrics?.started(this.startedAt - this.receivedAt);
+      this.metrics.started(this.startedAt - this.receivedAt);
       this.session.send({ t: 'start', id: this.id, model: model.name });
       const deadline = setTimeout(() => this.cancel(EndReason.timeout), this.session.context.config.generationTimeoutMs);
       try {
@@ -61,8 +71,11 @@ export class StreamRequest implements TextSink {
       } finally {
         clearTimeout(deadline);
       }
-      const reason = outcome.reason === 'aborted' ? this.stopCause() : outcome.reason;
-      this.end(reason, outcome.completionTokens);
+      if (outcome.reason === 'aborted') return this.end(this.stopCause(), outcome.completionTokens);
+      if (this.cacheKey !== undefined) {
+        cache.set(this.cacheKey, { text: this.collected, reason: outcome.reason, usage: { promptTokens: this.promptTokens, completionTokens: outcome.completionTokens } });
+      }
+      this.end(outcome.reason, outcome.completionTokens);
     } catch (error) {
       this.fail(error);
     } finally {
@@ -74,8 +87,19 @@ export class StreamRequest implements TextSink {
     }
   }
 
+  /** Answers from the response cache: the same frames a generation sends, with `cached: true`. */
+  private replay(model: string, cached: CachedResponse): void {
+    this.session.context.telemetry.cacheHit?.(model);
+    this.startedAt = performance.now();
+    this.metrics?.started(this.startedAt - this.receivedAt);
+    this.session.send({ t: 'start', id: this.id, model });
+    if (cached.text.length > 0) this.write(cached.text);
+    this.end(cached.reason, cached.usage.completionTokens, true);
+  }
+
   write(piece: string): void {
     if (this.firstTextAt < 0) this.firstTextAt = performance.now();
+    if (this.cacheKey !== undefined) this.collected += piece;
     this.session.send({ t: 'tok', id: this.id, text: piece });
   }
 
@@ -124,14 +148,14 @@ export class StreamRequest implements TextSink {
     return this.controller.signal.reason as StopCause;
   }
 
-  private end(reason: EndReason | 'disconnected', completionTokens: number): void {
+  private end(reason: EndReason | 'disconnected', completionTokens: number, cached = false): void {
     if (!this.claimTerminal()) return;
     const now = performance.now();
     const since = (at: number): number => (at < 0 ? -1 : round(at - this.receivedAt));
     const usage = { promptTokens: this.promptTokens, completionTokens };
     const timings = { queueMs: since(this.startedAt < 0 ? now : this.startedAt), ttftMs: since(this.firstTextAt), totalMs: round(now - this.receivedAt) };
     this.metrics?.ended(reason, usage, timings);
-    if (reason !== 'disconnected') this.session.send({ t: 'end', id: this.id, reason, usage, timings });
+    if (reason !== 'disconnected') this.session.send({ t: 'end', id: this.id, reason, usage, timings, ...(cached && { cached }) });
   }
 
   private fail(error: unknown): void {

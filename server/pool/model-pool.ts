@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { Llama, LlamaContextSequence } from 'node-llama-cpp';
+import type { Llama } from 'node-llama-cpp';
 import { ErrorCode, type ModelInfo } from '../../protocol/index.js';
 import { ServiceError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -10,7 +10,6 @@ import { scanModels } from './model-catalog.js';
 import { describeEntry, type ModelEntry } from './model-entry.js';
 import { readModelFacts } from './memory-estimate.js';
 import { watchFolder } from './model-watcher.js';
-import type { AcquireOptions, Lease } from './slot-scheduler.js';
 
 export interface ModelPoolOptions {
   modelsDir: string;
@@ -106,21 +105,16 @@ export class ModelPool {
   }
 
   /**
-   * Resolves the model (loading it when needed), runs `prepare` on it (which may refuse the
-   * request, e.g. a prompt too long), then leases a slot, waiting in the model's fair queue.
+   * The version of the model (the default when no name) that takes new requests, loading it when
+   * needed, held so it cannot retire until `release` is called: call it once the request leased
+   * a slot from `model.scheduler` or gave up.
    */
-  async lease<T>(name: string | undefined, options: AcquireOptions & { prepare(model: LoadedModel): T }): Promise<{ model: LoadedModel; lease: Lease<LlamaContextSequence>; prepared: T }> {
+  async checkout(name: string | undefined): Promise<{ model: LoadedModel; release: () => void }> {
     const model = await this.resolve(name ?? this.defaultName);
     const release = model.hold();
-    try {
-      const prepared = options.prepare(model);
-      const lease = await model.scheduler.acquire(options);
-      const entry = this.entries.get(model.name);
-      if (entry) entry.lastUsedAt = Date.now();
-      return { model, lease, prepared };
-    } finally {
-      release();
-    }
+    const entry = this.entries.get(model.name);
+    if (entry) entry.lastUsedAt = Date.now();
+    return { model, release };
   }
 
   /** Admin: loads a model now. */

@@ -37,6 +37,8 @@ export interface Telemetry {
   frameIn(bytes: number): void;
   frameOut(bytes: number): void;
   rateLimited(origin: Origin): void;
+  /** A request was answered from the response cache (optional). */
+  cacheHit?(model: string): void;
   /** A stream paused because its socket's buffer passed the high-water mark. */
   backpressurePaused(): void;
   /** An error worth showing operators (sent to a client or raised inside). */

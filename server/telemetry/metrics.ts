@@ -49,6 +49,7 @@ export class ServiceMetrics {
   readonly connectionsOpened: Counter;
   readonly connectionsClosed: Counter<'cause'>;
   readonly rateLimited: Counter;
+  readonly cacheHits: Counter;
   readonly backpressurePauses: Counter;
   readonly errors: Counter<'code'>;
 
@@ -136,6 +137,7 @@ export class ServiceMetrics {
       },
     });
     this.rateLimited = new Counter({ name: name('rate_limited_total'), help: 'Requests refused with rate_limited', registers });
+    this.cacheHits = new Counter({ name: name('response_cache_hits_total'), help: 'Requests answered from the response cache', labelNames: ['model'], registers });
     this.backpressurePauses = new Counter({
       name: name('backpressure_pauses_total'),
       help: "Times a stream paused because its socket's send buffer passed the high-water mark",

@@ -95,6 +95,10 @@ export class ServiceTelemetry implements Telemetry {
     }
   }
 
+  cacheHit(model: string): void {
+    this.prometheus?.cacheHits.labels(model).inc();
+  }
+
   rateLimited(_origin: Origin): void {
     this.prometheus?.rateLimited.inc();
   }

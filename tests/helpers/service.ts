@@ -28,6 +28,8 @@ export async function startTestService(overrides: Partial<Config> = {}): Promise
     rateLimitRps: 10_000,
     rateLimitBurst: 10_000,
     maxFramesPerSecond: 100_000,
+    // Off, so tests of generation exercise the engine; the cache's own tests turn it on.
+    responseCacheEntries: 0,
     ...overrides,
   };
   const service = await startService(config, createLogger(config.logLevel));
