@@ -1,5 +1,6 @@
 import { CloseCode } from '../../protocol/index.js';
 import { ServiceError } from '../errors.js';
+import type { Session } from '../gateway/session.js';
 import type { SessionRegistry } from '../gateway/stream-endpoint.js';
 import type { ModelActionResult, ModelPool } from '../pool/model-pool.js';
 import type { HttpReply, HttpRoute } from '../transport/types.js';
@@ -34,6 +35,7 @@ export function adminRoutes(pool: ModelPool, sessions: SessionRegistry, admin: A
             remoteAddress: session.origin.remoteAddress,
             openedAt: session.openedAt,
             inFlight: session.requests.size,
+            bucket: bucketOf(session),
           })),
         }),
       ),
@@ -63,4 +65,11 @@ async function runAction(pool: ModelPool, action: (typeof ACTIONS)[number], name
 function replyFor(result: ModelActionResult | ServiceError): HttpReply {
   if (result instanceof ServiceError) return jsonReply(result.code === 'model_not_found' ? 404 : 409, { error: result.code, message: result.message });
   return jsonReply(result.outcome === 'failed' ? 409 : 200, result);
+}
+
+/** The connection's bucket levels as its client sees them (absent when no bucket applies). */
+function bucketOf(session: Session): { requestsRemaining?: number; tokensRemaining?: number } | undefined {
+  const { requestsRemaining, tokensRemaining } = session.limits.info({ maxFrameBytes: 0, maxConcurrentStreams: 0, maxTokensDefault: 0, maxTokensCeiling: 0 });
+  if (requestsRemaining === undefined && tokensRemaining === undefined) return undefined;
+  return { ...(requestsRemaining !== undefined && { requestsRemaining }), ...(tokensRemaining !== undefined && { tokensRemaining }) };
 }

@@ -1,0 +1,220 @@
+/// <reference types="svelte" />
+import { LlmError, type EndFrame, type GenerateRequest, type LimitsInfo, type ModelInfo } from '../../../../protocol/index.js';
+
+/** The slice of the protocol's GenerationStream the playground drives. */
+export interface PlaygroundStream extends AsyncIterable<string> {
+  readonly end: Promise<EndFrame>;
+  cancel(): void;
+}
+
+/** The slice of the protocol's LlmClient the playground drives. */
+export interface PlaygroundClient {
+  readonly hello: { models: ModelInfo[]; limits?: Pick<LimitsInfo, 'maxTokensCeiling' | 'maxTokensDefault'> };
+  generate(request: GenerateRequest): PlaygroundStream;
+  close(): void;
+}
+
+export type Connector = (apiKey: string | undefined) => Promise<PlaygroundClient>;
+
+export interface PlaygroundOptions {
+  connect: Connector;
+  /** Clock for the timings. Default: performance.now. */
+  now?: () => number;
+  /** Batches text into the page once per frame. Default: requestAnimationFrame, else a 16 ms timer. */
+  schedule?: (flush: () => void) => void;
+}
+
+export const DEFAULT_PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank';
+
+function defaultSchedule(flush: () => void): void {
+  if (typeof requestAnimationFrame === 'function') requestAnimationFrame(() => flush());
+  else setTimeout(flush, 16);
+}
+
+/**
+ * The Playground: one generation at a time through the same protocol client users have, with
+ * the text streaming in, a cancel, and time to first token, tokens/s and the end reason.
+ */
+export class PlaygroundStore {
+  models = $state.raw<ModelInfo[]>([]);
+  /** Largest maxTokens the server accepts, from its hello. */
+  maxTokensCeiling = $state<number | undefined>();
+  model = $state('');
+  prompt = $state(DEFAULT_PROMPT);
+  maxTokens = $state(200);
+  temperature = $state(0.8);
+  /** Empty: a random seed each run. */
+  seed = $state<number | undefined>();
+  /** Needed only when the server requires API keys. */
+  apiKey = $state('');
+
+  output = $state('');
+  /** Text pieces received (one `tok` frame each). */
+  pieces = $state(0);
+  running = $state(false);
+  cancelling = $state(false);
+  startedAt = $state<number | undefined>();
+  firstAt = $state<number | undefined>();
+  lastAt = $state<number | undefined>();
+  end = $state.raw<EndFrame | undefined>();
+  error = $state<string | undefined>();
+  connectionError = $state<string | undefined>();
+
+  /** Time to first token: the server's figure once the run ended, the page's own until then. */
+  ttftMs = $derived(
+    this.end && this.end.timings.ttftMs >= 0
+      ? this.end.timings.ttftMs
+      : this.firstAt !== undefined && this.startedAt !== undefined
+        ? this.firstAt - this.startedAt
+        : undefined,
+  );
+  /** Generation speed after the first token: from usage at the end, from pieces while running. */
+  tokensPerSecond = $derived.by(() => {
+    if (this.end) {
+      const generatingMs = this.end.timings.totalMs - Math.max(0, this.end.timings.ttftMs);
+      const after = this.end.usage.completionTokens - 1;
+      if (after > 0 && generatingMs > 0) return (after * 1000) / generatingMs;
+      return undefined;
+    }
+    if (this.firstAt === undefined || this.lastAt === undefined || this.pieces < 2) return undefined;
+    const ms = this.lastAt - this.firstAt;
+    return ms > 0 ? ((this.pieces - 1) * 1000) / ms : undefined;
+  });
+
+  private client: PlaygroundClient | undefined;
+  private clientKey: string | undefined;
+  private stream: PlaygroundStream | undefined;
+  private readonly now: () => number;
+  private readonly schedule: (flush: () => void) => void;
+  private buffer = '';
+  private bufferedPieces = 0;
+  private flushQueued = false;
+
+  constructor(private readonly options: PlaygroundOptions) {
+    this.now = options.now ?? (() => performance.now());
+    this.schedule = options.schedule ?? defaultSchedule;
+  }
+
+  /** Connects (if needed) and fills the model list from the server's hello. */
+  async prepare(): Promise<void> {
+    try {
+      const client = await this.ensureClient();
+      this.models = client.hello.models;
+      this.maxTokensCeiling = client.hello.limits?.maxTokensCeiling;
+      if (!this.model || !this.models.some((model) => model.name === this.model)) {
+        this.model = (this.models.find((model) => model.default) ?? this.models[0])?.name ?? '';
+      }
+      this.connectionError = undefined;
+    } catch (error) {
+      this.connectionError = `Cannot connect to the streaming endpoint: ${(error as Error).message}.`;
+    }
+  }
+
+  /** Streams one generation into `output`. Resolves when it ended, however it ended. */
+  async run(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    this.cancelling = false;
+    this.output = '';
+    this.pieces = 0;
+    this.buffer = '';
+    this.bufferedPieces = 0;
+    this.end = undefined;
+    this.error = undefined;
+    this.firstAt = this.lastAt = undefined;
+    this.startedAt = this.now();
+    try {
+      const stream = await this.startStream();
+      this.stream = stream;
+      for await (const piece of stream) {
+        const at = this.now();
+        this.firstAt ??= at;
+        this.lastAt = at;
+        this.buffer += piece;
+        this.bufferedPieces++;
+        this.queueFlush();
+      }
+      this.flush();
+      this.end = await stream.end;
+    } catch (error) {
+      this.flush();
+      this.error = (error as Error).message;
+      // A lost connection is not reused: the next run connects again. An error frame for this
+      // request alone (invalid_params, overloaded...) leaves the connection usable.
+      if (!(error instanceof LlmError) || /connection closed/.test(error.message)) this.dropClient();
+    } finally {
+      this.stream = undefined;
+      this.running = false;
+      this.cancelling = false;
+    }
+  }
+
+  /** Stops the running generation; it ends with reason `cancelled`. */
+  cancel(): void {
+    if (!this.stream || this.cancelling) return;
+    this.cancelling = true;
+    this.stream.cancel();
+  }
+
+  /** Closes the connection (leaving the page). */
+  dispose(): void {
+    this.cancel();
+    this.dropClient();
+  }
+
+  private async startStream(): Promise<PlaygroundStream> {
+    const request: GenerateRequest = {
+      prompt: this.prompt,
+      ...(this.model && { model: this.model }),
+      // Number inputs give null when emptied: leave such a field to the server's default.
+      ...(Number.isFinite(this.maxTokens) && { maxTokens: this.maxTokens }),
+      ...(Number.isFinite(this.temperature) && { temperature: this.temperature }),
+      ...(this.seed !== undefined && Number.isFinite(this.seed) && { seed: this.seed }),
+    };
+    const client = await this.ensureClient();
+    return client.generate(request);
+  }
+
+  private async ensureClient(): Promise<PlaygroundClient> {
+    const key = this.apiKey.trim() || undefined;
+    if (this.client && this.clientKey === key) return this.client;
+    this.dropClient();
+    let client: PlaygroundClient;
+    try {
+      client = await this.options.connect(key);
+    } catch (error) {
+      // A browser cannot see why an upgrade failed: name the likely causes.
+      throw new Error(
+        `${(error as Error).message}. The server may be down, or it refused the connection: enter an API key below if it requires keys, or check ALLOWED_ORIGINS`,
+      );
+    }
+    this.client = client;
+    this.clientKey = key;
+    return client;
+  }
+
+  private dropClient(): void {
+    const client = this.client;
+    this.client = undefined;
+    try {
+      client?.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  private queueFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    this.schedule(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    if (!this.buffer && this.bufferedPieces === 0) return;
+    this.output += this.buffer;
+    this.pieces += this.bufferedPieces;
+    this.buffer = '';
+    this.bufferedPieces = 0;
+  }
+}
