@@ -81,14 +81,14 @@ export class ConnectionLimits {
     return Math.max(own, shared);
   }
 
-  /** Bucket levels as clients see them in `hello` and `limits`. */
-  info(base: Omit<LimitsInfo, 'requestsRemaining' | 'tokensRemaining' | 'resetMs'>): LimitsInfo {
+  /** Levels of the buckets that apply (the key's when it has them), as clients see them in `hello` and `limits`. */
+  levels(): Pick<LimitsInfo, 'requestsRemaining' | 'tokensRemaining' | 'resetMs'> {
     const requests = this.key?.requests ?? this.requests;
     const tokens = this.key?.tokens ?? this.tokens;
-    const info: LimitsInfo = { ...base };
-    if (requests) info.requestsRemaining = Math.max(0, Math.floor(requests.level()));
-    if (tokens) info.tokensRemaining = Math.max(0, Math.floor(tokens.level()));
-    if (requests || tokens) info.resetMs = Math.ceil(Math.max(requests?.msUntilFull() ?? 0, tokens?.msUntilFull() ?? 0));
-    return info;
+    const levels: Pick<LimitsInfo, 'requestsRemaining' | 'tokensRemaining' | 'resetMs'> = {};
+    if (requests) levels.requestsRemaining = Math.max(0, Math.floor(requests.level()));
+    if (tokens) levels.tokensRemaining = Math.max(0, Math.floor(tokens.level()));
+    if (requests || tokens) levels.resetMs = Math.ceil(Math.max(requests?.msUntilFull() ?? 0, tokens?.msUntilFull() ?? 0));
+    return levels;
   }
 }

@@ -221,12 +221,13 @@ export class Session implements ConnectionHandler {
 
   private limitsInfo(): LimitsInfo {
     const { config } = this.context;
-    return this.limits.info({
+    return {
       maxFrameBytes: WireLimits.maxFrameBytes,
       maxConcurrentStreams: config.maxStreamsPerConnection,
       maxTokensDefault: config.maxTokensDefault,
       maxTokensCeiling: config.maxTokensCeiling,
-    });
+      ...this.limits.levels(),
+    };
   }
 
   private closeForFlood(): void {

@@ -67,9 +67,9 @@ function replyFor(result: ModelActionResult | ServiceError): HttpReply {
   return jsonReply(result.outcome === 'failed' ? 409 : 200, result);
 }
 
-/** The connection's bucket levels as its client sees them (absent when no bucket applies). */
+/** The connection's bucket levels (absent when no bucket applies). */
 function bucketOf(session: Session): { requestsRemaining?: number; tokensRemaining?: number } | undefined {
-  const { requestsRemaining, tokensRemaining } = session.limits.info({ maxFrameBytes: 0, maxConcurrentStreams: 0, maxTokensDefault: 0, maxTokensCeiling: 0 });
+  const { requestsRemaining, tokensRemaining } = session.limits.levels();
   if (requestsRemaining === undefined && tokensRemaining === undefined) return undefined;
   return { ...(requestsRemaining !== undefined && { requestsRemaining }), ...(tokensRemaining !== undefined && { tokensRemaining }) };
 }
