@@ -185,7 +185,7 @@ describe('hot reload', () => {
   });
 
   it('replaces a file under load with zero failed or truncated requests', async () => {
-    const { service, dir } = await start({ demo: MODEL_FILES.demo, swap: MODEL_FILES.demo }, { parallelSequences: 2 });
+    const { service, dir } = await start({ demo: MODEL_FILES.demo, swap: MODEL_FILES.demo }, { parallelSequences: 2, maxStreamsPerConnection: 16 });
     const socket = await open(service);
     const ids: string[] = [];
     const send = (): void => {
