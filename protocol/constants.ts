@@ -81,6 +81,8 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 export const CloseCode = {
   normal: 1000,
   goingAway: 1001,
+  /** Reported locally when a connection ends without a close frame; never sent. */
+  abnormal: 1006,
   protocolError: 1002,
   unsupportedData: 1003,
   policyViolation: 1008,

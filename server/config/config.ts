@@ -39,7 +39,7 @@ export const settings = {
   tokenLimitTps: integer('TOKEN_LIMIT_TPS', 'Generated tokens per second refilled into each connection\'s token bucket; 0: no token limit', 0, 0, 100_000_000),
   tokenLimitBurst: integer('TOKEN_LIMIT_BURST', 'Capacity of each connection\'s token bucket', 4096, 1, 100_000_000),
   maxFramesPerSecond: integer('MAX_FRAMES_PER_SECOND', 'Frames of any kind per second a connection may send (burst: twice as many)', 100, 1, 1_000_000),
-  floodMultiple: integer('FLOOD_MULTIPLE', 'Refused frames within FLOOD_WINDOW_MS, as a multiple of RATE_LIMIT_BURST, that close a connection with 1008', 3, 1, 1000),
+  floodMultiple: integer('FLOOD_MULTIPLE', 'Refused requests (frames) within FLOOD_WINDOW_MS, as a multiple of the request (frame) bucket\'s capacity, that close a connection with 1008', 3, 1, 1000),
   floodWindowMs: integer('FLOOD_WINDOW_MS', 'Window of the flood count', 10_000, 100, 3_600_000),
   slowConsumerMs: integer('SLOW_CONSUMER_MS', 'How long a connection may leave its send buffer above the high-water mark before its streams end with slow_consumer and it is closed', 15_000, 100, 3_600_000),
   generationTimeoutMs: integer('GENERATION_TIMEOUT_MS', 'Wall-clock deadline of one generation, ending in reason timeout', 300_000, 1, 86_400_000),
@@ -72,8 +72,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const config = {} as Record<string, unknown>;
   for (const [key, setting] of Object.entries(settings)) config[key] = (setting as Setting<unknown>).parse(env[setting.env]);
   const typed = config as Config;
-  if (typed.floodMultiple * typed.rateLimitBurst > MAX_FLOOD_LIMIT) {
-    throw new ConfigError('FLOOD_MULTIPLE', `FLOOD_MULTIPLE × RATE_LIMIT_BURST must not exceed ${MAX_FLOOD_LIMIT} (got ${typed.floodMultiple * typed.rateLimitBurst})`);
+  const floodLimit = typed.floodMultiple * Math.max(typed.rateLimitBurst, typed.maxFramesPerSecond * 2);
+  if (floodLimit > MAX_FLOOD_LIMIT) {
+    throw new ConfigError('FLOOD_MULTIPLE', `FLOOD_MULTIPLE × the largest bucket (RATE_LIMIT_BURST, 2 × MAX_FRAMES_PER_SECOND) must not exceed ${MAX_FLOOD_LIMIT} (got ${floodLimit})`);
   }
   if (typed.maxTokensDefault > typed.maxTokensCeiling) {
     throw new ConfigError('MAX_TOKENS_DEFAULT', `must not exceed MAX_TOKENS_CEILING (${typed.maxTokensCeiling})`);

@@ -1,7 +1,7 @@
 import { ErrorCode, type LimitsInfo } from '../../protocol/index.js';
 import type { Config } from '../config/config.js';
 import { ServiceError } from '../errors.js';
-import { FloodDetector } from '../limits/flood-detector.js';
+import { FloodDetector, MAX_FLOOD_LIMIT } from '../limits/flood-detector.js';
 import { TokenBucket } from '../limits/token-bucket.js';
 import type { KeyBudget } from './key-budgets.js';
 
@@ -17,24 +17,30 @@ export class ConnectionLimits {
   private readonly frames: TokenBucket;
   private readonly requests: TokenBucket | undefined;
   private readonly tokens: TokenBucket | undefined;
-  private readonly flood: FloodDetector;
+  /** Refused frames of any kind, against the frame bucket's capacity. */
+  private readonly frameFlood: FloodDetector;
+  /** Refused requests, against the request bucket's capacity. */
+  private readonly requestFlood: FloodDetector;
 
   constructor(private readonly config: Config, readonly key: KeyBudget | undefined) {
     this.frames = new TokenBucket({ capacity: config.maxFramesPerSecond * 2, refillPerSecond: config.maxFramesPerSecond });
     this.requests = config.rateLimitRps > 0 ? new TokenBucket({ capacity: config.rateLimitBurst, refillPerSecond: config.rateLimitRps }) : undefined;
     this.tokens = config.tokenLimitTps > 0 ? new TokenBucket({ capacity: config.tokenLimitBurst, refillPerSecond: config.tokenLimitTps }) : undefined;
-    this.flood = new FloodDetector({ limit: config.floodMultiple * config.rateLimitBurst, windowMs: config.floodWindowMs });
+    // loadConfig keeps these within the detector's bound; the clamp guards configs built in code.
+    const floodLimit = (capacity: number): number => Math.min(MAX_FLOOD_LIMIT, config.floodMultiple * capacity);
+    this.frameFlood = new FloodDetector({ limit: floodLimit(this.frames.capacity), windowMs: config.floodWindowMs });
+    this.requestFlood = new FloodDetector({ limit: floodLimit(config.rateLimitBurst), windowMs: config.floodWindowMs });
   }
 
   /** Every incoming frame passes here first. */
   admitFrame(): FrameVerdict {
     if (this.frames.tryTake(1)) return 'ok';
-    return this.flood.record() ? 'flood' : 'refuse';
+    return this.frameFlood.record() ? 'flood' : 'refuse';
   }
 
-  /** Counts a refused frame toward the flood limit; true when the connection should be closed. */
+  /** Counts a refused request toward the flood limit; true when the connection should be closed. */
   recordRefusal(): boolean {
-    return this.flood.record();
+    return this.requestFlood.record();
   }
 
   /** Milliseconds until the frame bucket has room again. */

@@ -3,6 +3,8 @@ import type { Connection } from './connection.js';
 export interface FlowControlOptions {
   /** Buffered bytes at which streams pause. */
   highWaterBytes: number;
+  /** Buffered bytes past which the peer is dropped at once (below the library's drop point). */
+  hardLimitBytes: number;
   /** How long the buffer may stay above the mark before `onStalled`. */
   stallMs: number;
   /** The peer stopped reading for too long. */
@@ -33,6 +35,17 @@ export class FlowControl {
       this.stallTimer.unref?.();
     }
     return this.paused;
+  }
+
+  /**
+   * Checks the buffer after any send, streamed or not (pongs, errors, model lists): above the
+   * mark the stall clock starts; past the hard limit the peer is reported stalled at once.
+   */
+  afterSend(): void {
+    const buffered = this.connection.bufferedAmount();
+    if (buffered < this.options.highWaterBytes) return;
+    if (buffered >= this.options.hardLimitBytes) return this.options.onStalled();
+    void this.waitWritable();
   }
 
   /** The socket's buffer shrank: resume the streams once it is below the mark. */

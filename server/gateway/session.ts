@@ -56,6 +56,8 @@ export class Session implements ConnectionHandler {
   readonly limits: ConnectionLimits;
   private readonly flow: FlowControl;
   private lastLimitsSentAt = 0;
+  private lastMessageAt = performance.now();
+  private dropping = false;
 
   constructor(
     private readonly connection: Connection,
@@ -67,6 +69,7 @@ export class Session implements ConnectionHandler {
     this.limits = new ConnectionLimits(context.config, principal.budget);
     this.flow = new FlowControl(connection, {
       highWaterBytes: context.config.sendHighWaterBytes,
+      hardLimitBytes: context.config.sendHighWaterBytes * 4,
       stallMs: context.config.slowConsumerMs,
       onPause: () => context.telemetry.backpressurePaused(),
       onStalled: () => this.dropSlowConsumer(),
@@ -91,17 +94,19 @@ export class Session implements ConnectionHandler {
   }
 
   message(data: ArrayBuffer, isBinary: boolean): void {
+    this.lastMessageAt = performance.now();
     this.context.telemetry.frameIn(data.byteLength);
     if (data.byteLength > WireLimits.maxFrameBytes) {
       return this.close(CloseCode.messageTooBig, `frame exceeds ${WireLimits.maxFrameBytes} bytes`, 'too_big');
     }
+    // Every frame counts, valid or not: a flood of garbage is a flood.
+    const verdict = this.limits.admitFrame();
+    if (verdict === 'flood') return this.closeForFlood();
     const decoded = decodeMessage(data, isBinary, this.format);
     if (!decoded.ok) return this.sendError({ code: ErrorCode.badFrame, message: decoded.reason });
     const parsed = parseClientFrame(decoded.value);
     if (!parsed.ok) return parsed.problem.id === undefined ? this.sendError(parsed.problem) : this.refuse(parsed.problem);
     const frame = parsed.frame;
-    const verdict = this.limits.admitFrame();
-    if (verdict === 'flood') return this.closeForFlood();
     if (verdict === 'refuse') {
       const retryAfterMs = this.limits.frameRetryMs();
       const error = { code: ErrorCode.rateLimited, message: `more than ${this.context.config.maxFramesPerSecond} frames per second`, retryAfterMs };
@@ -128,19 +133,20 @@ export class Session implements ConnectionHandler {
     this.flow.drain();
   }
 
-  closed(): void {
+  closed(code: number): void {
     this.open = false;
-    this.context.telemetry.connectionClosed(this.origin, this.closeCause ?? 'client', Date.now() - this.openedAt);
+    this.context.telemetry.connectionClosed(this.origin, this.closeCause ?? this.peerCloseCause(code), Date.now() - this.openedAt);
     for (const request of this.requests.values()) request.cancel('disconnected');
     this.flow.resume();
   }
 
   /** Encodes and sends a frame; frames for a closed socket are discarded. */
   send(frame: ServerFrame): void {
-    if (!this.open) return;
+    if (!this.open || this.closeCause) return;
     const message = encodeFrame(frame, this.format);
     this.context.telemetry.frameOut(typeof message === 'string' ? Buffer.byteLength(message) : message.byteLength);
     this.connection.send(message, this.format === 'msgpack');
+    this.flow.afterSend();
   }
 
   sendError(error: Omit<ErrFrame, 't'>): void {
@@ -148,8 +154,16 @@ export class Session implements ConnectionHandler {
     this.send({ t: 'err', ...error });
   }
 
-  /** Refuses a `gen` before it reaches a model; its err frame is the request's terminal frame. */
+  /**
+   * Refuses a `gen` before it reaches a model; its err frame is the request's terminal frame. When
+   * the id belongs to a request still in flight, the refusal is a duplicate_id without an `id`
+   * field, so it never reads as that request's terminal frame, whatever else was wrong.
+   */
   refuse(error: Omit<ErrFrame, 't'>, model?: string): void {
+    if (error.id !== undefined && this.requests.has(error.id)) {
+      const id = error.id;
+      error = { code: ErrorCode.duplicateId, message: `request "${id}" is already in flight`, details: { id } };
+    }
     const requestId = error.id ?? (typeof error.details?.id === 'string' ? error.details.id : undefined);
     this.context.telemetry.requestRefused(error.code, this.origin, model, requestId);
     this.sendError(error);
@@ -166,20 +180,18 @@ export class Session implements ConnectionHandler {
     if (this.principal.budget) this.principal.budget.streams--;
   }
 
-  /** Closes the socket gracefully; `cause` is what metrics and logs record. */
+  /** Closes the socket gracefully; `cause` is what metrics and logs record. Nothing is sent after it. */
   close(code: number, reason: string, cause: CloseCause): void {
-    if (!this.open) return;
-    this.closeCause ??= cause;
+    if (!this.open || this.closeCause) return;
+    this.closeCause = cause;
     this.connection.close(code, reason);
   }
 
   private startRequest(frame: GenFrame, receivedAt: number): void {
     const { config } = this.context;
+    if (this.requests.has(frame.id)) return this.refuse({ id: frame.id, code: ErrorCode.duplicateId, message: '' });
     if (this.context.isShuttingDown()) {
       return this.refuse({ id: frame.id, code: ErrorCode.shuttingDown, message: 'the server is shutting down', retryAfterMs: 5000 });
-    }
-    if (this.requests.has(frame.id)) {
-      return this.refuse({ code: ErrorCode.duplicateId, message: `request "${frame.id}" is already in flight`, details: { id: frame.id } });
     }
     if (this.requests.size >= config.maxStreamsPerConnection) {
       return this.refuse({
@@ -230,12 +242,24 @@ export class Session implements ConnectionHandler {
     };
   }
 
+  /**
+   * Why the socket closed when the server did not close it: the library closes a connection that
+   * stayed silent for the idle timeout without a close frame (1006; its timers tick in steps of
+   * seconds, so silence of half the timeout is taken as the sign); otherwise the client left.
+   */
+  private peerCloseCause(code: number): CloseCause {
+    const silentMs = performance.now() - this.lastMessageAt;
+    return code === CloseCode.abnormal && silentMs >= this.context.config.idleTimeoutS * 500 ? 'idle' : 'client';
+  }
+
   private closeForFlood(): void {
     this.close(CloseCode.policyViolation, 'flood: too many refused frames', 'flood');
   }
 
   /** The client stopped reading: end its streams (the frames are queued for it) and close. */
   private dropSlowConsumer(): void {
+    if (this.dropping || !this.open) return;
+    this.dropping = true;
     for (const request of this.requests.values()) request.cancel('slow_consumer');
     // Let the cancelled streams queue their end frames before the close frame.
     setImmediate(() => {

@@ -52,10 +52,10 @@ export function streamEndpoint(context: SessionContext, registry: SessionRegistr
           const handler = {
             message: (data: ArrayBuffer, isBinary: boolean) => session.message(data, isBinary),
             drain: () => session.drain(),
-            closed: () => {
+            closed: (code: number) => {
               registry.sessions.delete(session);
               guard.closed(check.principal);
-              session.closed();
+              session.closed(code);
             },
           };
           session.start();

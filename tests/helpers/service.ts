@@ -27,7 +27,7 @@ export async function startTestService(overrides: Partial<Config> = {}): Promise
     // Generous limits: tests of the limits set their own.
     rateLimitRps: 10_000,
     rateLimitBurst: 10_000,
-    maxFramesPerSecond: 100_000,
+    maxFramesPerSecond: 10_000,
     // Off, so tests of generation exercise the engine; the cache's own tests turn it on.
     responseCacheEntries: 0,
     ...overrides,
