@@ -46,8 +46,8 @@ export function streamEndpoint(context: SessionContext, registry: SessionRegistr
         accept: true,
         protocol,
         open(connection) {
-          guard.opened(check.principal);
           const session = new Session(connection, wireFormatOf(protocol), context, check.principal);
+          guard.opened(check.principal);
           registry.sessions.add(session);
           const handler = {
             message: (data: ArrayBuffer, isBinary: boolean) => session.message(data, isBinary),

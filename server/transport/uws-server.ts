@@ -64,8 +64,11 @@ function addSocketEndpoint(app: uWS.TemplatedApp, endpoint: SocketEndpoint, sock
       const request = copyUpgrade(res, req);
       const key = req.getHeader('sec-websocket-key');
       const extensions = req.getHeader('sec-websocket-extensions');
+      let answered = false;
       const finish = (decision: UpgradeDecision): void => {
-        if (aborted) return;
+        // One answer only: after upgrade() the response object is gone, even if open() threw.
+        if (aborted || answered) return;
+        answered = true;
         res.cork(() => {
           if (!decision.accept) return writeReply(res, { status: decision.status, body: decision.body, headers: decision.headers ?? {} });
           const data: SocketData = { handler: undefined, open: decision.open, remoteAddress: request.remoteAddress, closed: false };
@@ -83,27 +86,12 @@ function addSocketEndpoint(app: uWS.TemplatedApp, endpoint: SocketEndpoint, sock
     open: (ws) => {
       sockets.add(ws);
       const data = ws.getUserData();
-      data.handler = data.open!({
-        remoteAddress: data.remoteAddress,
-        send(message, isBinary) {
-          if (data.closed) return false;
-          let status = 0;
-          ws.cork(() => {
-            status = ws.send(message, isBinary);
-          });
-          return status !== 2;
-        },
-        bufferedAmount: () => (data.closed ? 0 : ws.getBufferedAmount()),
-        close(code, reason) {
-          if (!data.closed) ws.end(code, reason);
-        },
-        terminate() {
-          if (!data.closed) ws.close();
-        },
-        subscribe(topic) {
-          if (!data.closed) ws.subscribe(topic);
-        },
-      });
+      try {
+        data.handler = openHandler(ws, data);
+      } catch {
+        // A handler that cannot start must not take the process down: close this socket only.
+        ws.end(1011, 'internal error');
+      }
       data.open = undefined;
     },
     message: (ws, message, isBinary) => ws.getUserData().handler?.message(message, isBinary),
@@ -194,4 +182,29 @@ function copyHeaders(req: uWS.HttpRequest): Record<string, string> {
 
 function remoteAddressOf(res: uWS.HttpResponse): string {
   return Buffer.from(res.getRemoteAddressAsText()).toString();
+}
+
+/** Wraps a uWS socket as the gateway's Connection and opens the endpoint's handler on it. */
+function openHandler(ws: uWS.WebSocket<SocketData>, data: SocketData): ConnectionHandler {
+  return data.open!({
+    remoteAddress: data.remoteAddress,
+    send(message, isBinary) {
+      if (data.closed) return false;
+      let status = 0;
+      ws.cork(() => {
+        status = ws.send(message, isBinary);
+      });
+      return status !== 2;
+    },
+    bufferedAmount: () => (data.closed ? 0 : ws.getBufferedAmount()),
+    close(code, reason) {
+      if (!data.closed) ws.end(code, reason);
+    },
+    terminate() {
+      if (!data.closed) ws.close();
+    },
+    subscribe(topic) {
+      if (!data.closed) ws.subscribe(topic);
+    },
+  });
 }

@@ -1,0 +1,162 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { EndFrame, ServerFrame } from '../../protocol/index.js';
+import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
+import { spawnServer, type ChildServer } from '../helpers/attack-server-process.js';
+import { requestFrameViolations } from '../helpers/attack-socket.js';
+import { RawSocket } from '../helpers/raw-socket.js';
+import { SHARED_MODELS_DIR } from '../helpers/service.js';
+
+/*
+ * Graceful shutdown of the real server process (`server/main.ts`): SIGTERM with streams running
+ * ends every stream with exactly one terminal frame, refuses new work, closes every socket with
+ * 1001 and exits 0.
+ */
+
+const PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank';
+let servers: ChildServer[] = [];
+let sockets: RawSocket[] = [];
+
+beforeAll(async () => {
+  await ensureDemoModel(SHARED_MODELS_DIR);
+});
+
+afterEach(() => {
+  for (const socket of sockets) socket.socket.terminate();
+  sockets = [];
+  for (const server of servers) server.kill();
+  servers = [];
+});
+
+async function start(env: Record<string, string>): Promise<ChildServer> {
+  const server = await spawnServer({ MODELS_DIR: SHARED_MODELS_DIR, CONTEXT_SIZE: '4096', PARALLEL_SEQUENCES: '2', ...env });
+  servers.push(server);
+  return server;
+}
+
+async function open(server: ChildServer): Promise<RawSocket> {
+  const socket = await RawSocket.open(server.streamUrl);
+  sockets.push(socket);
+  return socket;
+}
+
+function terminals(frames: readonly ServerFrame[], id: string): ServerFrame[] {
+  return frames.filter((frame) => (frame.t === 'end' || frame.t === 'err') && 'id' in frame && frame.id === id);
+}
+
+/** Sends a gen after the server logged that it is shutting down: err shutting_down, or the close. */
+async function lateGen(socket: RawSocket, id: string): Promise<ServerFrame | { closed: number }> {
+  socket.send({ t: 'gen', id, prompt: PROMPT, maxTokens: 5 });
+  return Promise.race([
+    socket.next((frame) => 'id' in frame && frame.id === id, 10_000),
+    socket.closed.then(async (close) => {
+      // The answer may have arrived just before the close.
+      const answer = socket.frames.find((frame) => 'id' in frame && frame.id === id);
+      return answer ?? { closed: close.code };
+    }),
+  ]);
+}
+
+describe('SIGTERM', () => {
+  it('ends running streams with one terminal frame, refuses new gens, closes every socket with 1001 and exits 0', async () => {
+    const server = await start({ SHUTDOWN_GRACE_MS: '300' });
+    const [a, b, idle] = [await open(server), await open(server), await open(server)];
+    a.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 3000 });
+    b.send({ t: 'gen', id: 'b', prompt: PROMPT, maxTokens: 3000 });
+    await a.next((frame) => frame.t === 'tok' && frame.id === 'a');
+    await b.next((frame) => frame.t === 'tok' && frame.id === 'b');
+    // Both slots are busy: a third stream waits in the queue when the signal comes.
+    b.send({ t: 'gen', id: 'queued', prompt: PROMPT, maxTokens: 3000 });
+    await b.next((frame) => frame.t === 'queued' && frame.id === 'queued');
+
+    const signalledAt = performance.now();
+    server.child.kill('SIGTERM');
+    await server.waitForLog('shutting down', 5000);
+    const late = await lateGen(idle, 'late');
+    console.info(`late gen after SIGTERM: ${JSON.stringify(late)}`);
+    if ('closed' in late) expect(late.closed).toBe(1001);
+    else expect(late).toMatchObject({ t: 'err', id: 'late', code: 'shutting_down' });
+    // The listen socket is closed: no new connection gets in.
+    await expect(RawSocket.open(server.streamUrl)).rejects.toThrow();
+
+    const closes = await Promise.all([a.closed, b.closed, idle.closed]);
+    const exit = await server.exited;
+    const exitAfterMs = exit.at - signalledAt;
+    console.info(`shutdown: exit ${exit.code} ${Math.round(exitAfterMs)} ms after SIGTERM; a ${JSON.stringify(a.frames.at(-1))}`);
+
+    for (const [socket, id] of [[a, 'a'], [b, 'b']] as const) {
+      const ends = terminals(socket.frames, id);
+      expect(ends).toHaveLength(1);
+      expect(['shutdown', 'length']).toContain((ends[0] as EndFrame).reason);
+      expect(ends[0]).toMatchObject({ t: 'end', id });
+      // Nothing for the id after its terminal frame.
+      expect(requestFrameViolations(socket.frames.filter((frame) => !('id' in frame) || frame.id === id), new Map([[id, 1]]))).toEqual([]);
+    }
+    // The queued stream ends too, with one terminal frame and without ever starting.
+    const queued = terminals(b.frames, 'queued');
+    expect(queued).toHaveLength(1);
+    expect(queued[0]).toMatchObject({ t: 'end', id: 'queued', reason: 'shutdown', usage: { completionTokens: 0 } });
+    expect(b.frames.some((frame) => frame.t === 'start' && frame.id === 'queued')).toBe(false);
+    expect(requestFrameViolations(b.frames, new Map([['b', 1], ['queued', 1]]))).toEqual([]);
+    // 3000 tokens take seconds; the grace period is 300 ms, so they were cut.
+    expect(terminals(a.frames, 'a')[0]).toMatchObject({ reason: 'shutdown' });
+    expect(closes.map((close) => close.code)).toEqual([1001, 1001, 1001]);
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    expect(exitAfterMs).toBeLessThan(5000);
+    expect(server.logs.some((record) => record.msg === 'stopped')).toBe(true);
+  });
+
+  it('lets streams that finish within the grace period end with length, then closes with 1001 and exits 0', async () => {
+    const server = await start({ SHUTDOWN_GRACE_MS: '8000' });
+    const [a, b, idle] = [await open(server), await open(server), await open(server)];
+    a.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 300, temperature: 0 });
+    b.send({ t: 'gen', id: 'b', prompt: PROMPT, maxTokens: 300, temperature: 0 });
+    await a.next((frame) => frame.t === 'tok' && frame.id === 'a');
+    await b.next((frame) => frame.t === 'tok' && frame.id === 'b');
+
+    const signalledAt = performance.now();
+    server.child.kill('SIGTERM');
+    await server.waitForLog('shutting down', 5000);
+    // The sockets stay open while the streams finish, so the refusal is certain here.
+    idle.send({ t: 'gen', id: 'late', prompt: PROMPT, maxTokens: 5 });
+    const late = await idle.next((frame) => 'id' in frame && frame.id === 'late');
+    expect(late).toMatchObject({ t: 'err', id: 'late', code: 'shutting_down' });
+    expect(terminals(idle.frames, 'late')).toHaveLength(1);
+
+    const closes = await Promise.all([a.closed, b.closed, idle.closed]);
+    const exit = await server.exited;
+    const exitAfterMs = exit.at - signalledAt;
+    console.info(`shutdown within grace: exit ${exit.code} ${Math.round(exitAfterMs)} ms after SIGTERM`);
+    for (const [socket, id] of [[a, 'a'], [b, 'b']] as const) {
+      const ends = terminals(socket.frames, id);
+      expect(ends).toHaveLength(1);
+      expect(ends[0]).toMatchObject({ t: 'end', id, reason: 'length', usage: { completionTokens: 300 } });
+      expect(requestFrameViolations(socket.frames, new Map([[id, 1]]))).toEqual([]);
+    }
+    expect(closes.map((close) => close.code)).toEqual([1001, 1001, 1001]);
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    // The server does not sit out the whole grace period once the streams are done.
+    expect(exitAfterMs).toBeLessThan(6000);
+  });
+
+  it('refuses a gen that reuses a running id during the grace period without ending the running stream', async () => {
+    const server = await start({ SHUTDOWN_GRACE_MS: '8000' });
+    const a = await open(server);
+    a.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 400, temperature: 0 });
+    await a.next((frame) => frame.t === 'tok' && frame.id === 'a');
+    server.child.kill('SIGTERM');
+    await server.waitForLog('shutting down', 5000);
+    const before = a.frames.length;
+    a.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 5 });
+    await a.closed;
+    expect(await server.exited).toMatchObject({ code: 0 });
+    const refusal = a.frames.slice(before).find((frame) => frame.t === 'err');
+    const ends = terminals(a.frames, 'a');
+    console.info(`reused id during shutdown: refusal ${JSON.stringify(refusal)}; terminals ${JSON.stringify(ends.map((frame) => frame.t))}`);
+    // Regression: this used to be err{id:"a", code:"shutting_down"} (the shutdown check ran before the duplicate
+    // check), a second terminal frame for the running stream.
+    expect(refusal).toBeDefined();
+    expect(refusal).not.toHaveProperty('id');
+    expect(ends).toHaveLength(1);
+    expect(ends[0]).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 400 } });
+  });
+});
