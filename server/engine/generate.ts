@@ -105,7 +105,14 @@ export async function generate(
     completionTokens++;
     // Start the next decode step before handling this token: the native step then runs while
     // this token is detokenized, encoded and sent, instead of after it.
-    if (completionTokens < params.maxTokens && sink.waitWritable() === undefined) pending = tokens.next();
+    if (completionTokens < params.maxTokens && sink.waitWritable() === undefined) {
+      pending = tokens.next();
+      // The engine dispatches the step from its microtasks, or from a setImmediate when other
+      // sequences may join the batch: let both run, so the native decode is under way while
+      // this token is handled instead of after it.
+      await nextTurn();
+      await nextTurn();
+    }
     sink.onToken();
     const piece = decoder.push(step.value);
     if (piece.length > 0 && emit(piece)) return finish('stop');
@@ -118,6 +125,8 @@ export async function generate(
 }
 
 const ABORTED = Symbol('aborted');
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function abortPromise(signal: AbortSignal): { promise: Promise<typeof ABORTED> } {
   return {
