@@ -55,7 +55,7 @@ const dir = await benchModelDir(args.model, args.quant as ShapeQuant);
 const rows: (string | number)[][] = [];
 const results: unknown[] = [];
 for (const slots of list(args.slots)) {
-  const server = await startServerProcess({ MODELS_DIR: dir, THREADS: '1', PARALLEL_SEQUENCES: String(slots), GPU: 'false', QUEUE_MAX: '256', LOG_TO_FILES: 'false', ADMIN_TOKEN: 'bench', MAX_STREAMS_PER_CONNECTION: '64', RATE_LIMIT_BURST: '10000' });
+  const server = await startServerProcess({ MODELS_DIR: dir, THREADS: '1', PARALLEL_SEQUENCES: String(slots), GPU: 'false', QUEUE_MAX: '256', LOG_TO_FILES: 'false', ADMIN_TOKEN: 'bench', MAX_STREAMS_PER_CONNECTION: '64', RATE_LIMIT_RPS: '1000', RATE_LIMIT_BURST: '10000', RESPONSE_CACHE_ENTRIES: '0' });
   // One connection per stream, as separate chat users would have.
   const clients = await Promise.all(Array.from({ length: Math.max(...list(args.streams)) }, () => connect(server.streamUrl, { WebSocket: WebSocket as unknown as WebSocketConstructor })));
   await runStream(clients[0]!, 0); // warm-up

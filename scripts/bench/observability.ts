@@ -53,7 +53,7 @@ async function tokensPerSecond(client: LlmClient, prompt: string): Promise<numbe
 const modelsDir = path.join(OUT_DIR, 'models', 'demo');
 await ensureDemoModel(modelsDir);
 const logDir = mkdtempSync(path.join(os.tmpdir(), 'bench-observability-logs-'));
-const common = { MODELS_DIR: modelsDir, THREADS: '1', PARALLEL_SEQUENCES: '1', GPU: 'false', ADMIN_TOKEN: ADMIN, MAX_TOKENS_CEILING: '100000' };
+const common = { MODELS_DIR: modelsDir, THREADS: '1', PARALLEL_SEQUENCES: '1', GPU: 'false', ADMIN_TOKEN: ADMIN, MAX_TOKENS_CEILING: '100000', RATE_LIMIT_RPS: '1000', RATE_LIMIT_BURST: '10000', RESPONSE_CACHE_ENTRIES: '0' };
 const off = { METRICS_ENABLED: 'false', LOG_TO_FILES: 'false', LOG_ACCESS: 'false' };
 const arms: Arm[] = [
   { name: 'off A', env: { ...common, ...off }, runs: [] },

@@ -90,7 +90,7 @@ const results: Record<string, unknown> = {};
 const llama = await getLlama({ gpu: false, build: 'never' });
 for (const name of args.models.split(',')) {
   const dir = await benchModelDir(name);
-  const server = await startServerProcess({ MODELS_DIR: dir, THREADS: '1', PARALLEL_SEQUENCES: '1', GPU: 'false', MAX_TOKENS_CEILING: '100000', LOG_TO_FILES: 'false', ADMIN_TOKEN: 'bench' });
+  const server = await startServerProcess({ MODELS_DIR: dir, THREADS: '1', PARALLEL_SEQUENCES: '1', GPU: 'false', MAX_TOKENS_CEILING: '100000', LOG_TO_FILES: 'false', ADMIN_TOKEN: 'bench', RATE_LIMIT_RPS: '1000', RATE_LIMIT_BURST: '10000', RESPONSE_CACHE_ENTRIES: '0' });
   const client = await connect(server.streamUrl, { WebSocket: WebSocket as unknown as WebSocketConstructor });
   const modelFile = path.join(dir, `${client.hello.models.find((model) => model.default)!.name}.gguf`);
   const model = await llama.loadModel({ modelPath: modelFile });
