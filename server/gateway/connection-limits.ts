@@ -22,7 +22,7 @@ export class ConnectionLimits {
   /** Refused requests, against the request bucket's capacity. */
   private readonly requestFlood: FloodDetector;
 
-  constructor(private readonly config: Config, readonly key: KeyBudget | undefined) {
+  constructor(config: Config, readonly key: KeyBudget | undefined) {
     this.frames = new TokenBucket({ capacity: config.maxFramesPerSecond * 2, refillPerSecond: config.maxFramesPerSecond });
     this.requests = config.rateLimitRps > 0 ? new TokenBucket({ capacity: config.rateLimitBurst, refillPerSecond: config.rateLimitRps }) : undefined;
     this.tokens = config.tokenLimitTps > 0 ? new TokenBucket({ capacity: config.tokenLimitBurst, refillPerSecond: config.tokenLimitTps }) : undefined;

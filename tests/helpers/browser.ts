@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { connect as connectTcp, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
@@ -28,26 +28,9 @@ export function launchChromium(executablePath: string): Promise<Browser> {
   return chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-dev-shm-usage'], headless: true });
 }
 
-function newestMtime(target: string): number {
-  if (!existsSync(target)) return 0;
-  const info = statSync(target);
-  if (!info.isDirectory()) return info.mtimeMs;
-  let newest = 0;
-  for (const entry of readdirSync(target)) {
-    if (entry === 'node_modules' || entry === 'dist') continue;
-    newest = Math.max(newest, newestMtime(path.join(target, entry)));
-  }
-  return newest;
-}
-
 /** Builds dashboard/dist when it is missing or older than a source (dashboard/ or protocol/). */
 export function ensureDashboardBuilt(): void {
-  const output = path.join(ROOT, 'dashboard', 'dist', 'index.html');
-  const built = existsSync(output) ? statSync(output).mtimeMs : 0;
-  const sources = Math.max(newestMtime(path.join(ROOT, 'dashboard')), newestMtime(path.join(ROOT, 'protocol')));
-  if (built >= sources) return;
-  console.info('[e2e] building the dashboard (dashboard/dist is missing or stale)...');
-  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', 'dashboard', '--logLevel', 'warn'], { cwd: ROOT, stdio: 'inherit' });
+  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build-if-stale.mjs'), 'dashboard'], { cwd: ROOT, stdio: 'inherit' });
 }
 
 export function screenshotPath(name: string): string {
