@@ -1,4 +1,3 @@
-import path from 'node:path';
 import type { Llama } from 'node-llama-cpp';
 import { ErrorCode, type ModelInfo } from '../../protocol/index.js';
 import { ServiceError } from '../errors.js';
@@ -337,11 +336,12 @@ export class ModelPool {
     this.entries.set(entry.name, entry);
     entry.downloadProgress = 0;
     this.logger.info({ model: entry.name, source: entry.settings.source }, 'downloading model');
-    void downloadModel(entry.settings.source!, this.options.modelsDir, (progress) => (entry.downloadProgress = progress))
-      .then((filePath) => {
-        entry.downloadProgress = undefined;
-        entry.settings = { ...entry.settings, file: path.basename(filePath) };
-        this.manifest.models = this.manifest.models.map((model) => (model.name === entry.name ? entry.settings : model));
+    // Saved under the name the manifest maps to this entry, so the folder scan links it.
+    const fileName = entry.settings.file ?? `${entry.name}.gguf`;
+    void downloadModel(entry.settings.source!, this.options.modelsDir, fileName, (progress) => (entry.downloadProgress = Math.min(progress, 0.99)))
+      .then(() => {
+        // Still "downloading" until the scan below finds the file and clears it.
+        entry.downloadProgress = 1;
         this.logger.info({ model: entry.name }, 'model downloaded');
         return this.rescan();
       })
