@@ -160,13 +160,15 @@ export class Session implements ConnectionHandler {
    * field, so it never reads as that request's terminal frame, whatever else was wrong.
    */
   refuse(error: Omit<ErrFrame, 't'>, model?: string): void {
-    if (error.id !== undefined && this.requests.has(error.id)) {
-      const id = error.id;
-      error = { code: ErrorCode.duplicateId, message: `request "${id}" is already in flight`, details: { id } };
-    }
+    if (error.id !== undefined && this.requests.has(error.id)) return this.refuseDuplicate(error.id);
     const requestId = error.id ?? (typeof error.details?.id === 'string' ? error.details.id : undefined);
     this.context.telemetry.requestRefused(error.code, this.origin, model, requestId);
     this.sendError(error);
+  }
+
+  private refuseDuplicate(id: string): void {
+    this.context.telemetry.requestRefused(ErrorCode.duplicateId, this.origin, undefined, id);
+    this.sendError({ code: ErrorCode.duplicateId, message: `request "${id}" is already in flight`, details: { id } });
   }
 
   /** Resolves when the socket's buffer is below the high-water mark; undefined when it already is. */
@@ -189,7 +191,7 @@ export class Session implements ConnectionHandler {
 
   private startRequest(frame: GenFrame, receivedAt: number): void {
     const { config } = this.context;
-    if (this.requests.has(frame.id)) return this.refuse({ id: frame.id, code: ErrorCode.duplicateId, message: '' });
+    if (this.requests.has(frame.id)) return this.refuseDuplicate(frame.id);
     if (this.context.isShuttingDown()) {
       return this.refuse({ id: frame.id, code: ErrorCode.shuttingDown, message: 'the server is shutting down', retryAfterMs: 5000 });
     }
