@@ -14,6 +14,7 @@ import WebSocket from 'ws';
 import { FEED_PATH, connect, type LlmClient, type WebSocketConstructor } from '../../protocol/index.js';
 import { FEED_SUBPROTOCOL } from '../../protocol/feed.js';
 import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
+import { measureStream } from './measure-stream.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { median, quantile, table } from './stats.js';
 
@@ -38,17 +39,7 @@ interface Arm {
 
 const promptFor = (round: number): string => `${round}. Alice was beginning to get very tired of sitting by her sister on the bank`;
 
-async function tokensPerSecond(client: LlmClient, prompt: string): Promise<number> {
-  let first = 0;
-  let last = 0;
-  const stream = client.generate({ prompt, maxTokens: TOKENS, temperature: 0.8, seed: 7 });
-  for await (const _piece of stream) {
-    last = performance.now();
-    if (first === 0) first = last;
-  }
-  const end = await stream.end;
-  return ((end.usage.completionTokens - 1) * 1000) / (last - first);
-}
+const tokensPerSecond = async (client: LlmClient, prompt: string): Promise<number> => (await measureStream(client, prompt, TOKENS)).tokensPerSecond;
 
 const modelsDir = path.join(OUT_DIR, 'models', 'demo');
 await ensureDemoModel(modelsDir);

@@ -10,6 +10,7 @@ import { getLlama, type LlamaContextSequence, type LlamaModel } from 'node-llama
 import WebSocket from 'ws';
 import { connect, type LlmClient, type WebSocketConstructor } from '../../protocol/index.js';
 import { BENCH_DIR, benchModelDir } from './bench-models.js';
+import { measureStream, type StreamRun } from './measure-stream.js';
 import { startServerProcess } from './server-process.js';
 import { median, quantile, table } from './stats.js';
 
@@ -26,11 +27,7 @@ const ROUNDS = Number(args.rounds);
 const CANCELS = Number(args.cancels);
 const OUT_DIR = BENCH_DIR;
 
-interface Run {
-  tokens: number;
-  ttftMs: number;
-  tokensPerSecond: number;
-}
+type Run = StreamRun;
 
 /** Each round gets its own prompt so neither side profits from a cached prefix. */
 const promptFor = (round: number): string => `${round}. Alice was beginning to get very tired of sitting by her sister on the bank`;
@@ -54,18 +51,7 @@ async function direct(sequence: LlamaContextSequence, model: LlamaModel, prompt:
   return { tokens: count, ttftMs: first - started, tokensPerSecond: ((count - 1) * 1000) / (last - first) };
 }
 
-async function streamed(client: LlmClient, prompt: string): Promise<Run> {
-  const started = performance.now();
-  let first = 0;
-  let last = 0;
-  const stream = client.generate({ prompt, maxTokens: TOKENS, temperature: 0.8, seed: 7 });
-  for await (const _piece of stream) {
-    last = performance.now();
-    if (first === 0) first = last;
-  }
-  const end = await stream.end;
-  return { tokens: end.usage.completionTokens, ttftMs: first - started, tokensPerSecond: ((end.usage.completionTokens - 1) * 1000) / (last - first) };
-}
+const streamed = (client: LlmClient, prompt: string): Promise<Run> => measureStream(client, prompt, TOKENS);
 
 async function cancelLatencies(client: LlmClient): Promise<number[]> {
   const latencies: number[] = [];
