@@ -6,13 +6,13 @@ import { connect, type ConnectOptions, type LlmClient, type WebSocketConstructor
 import { startService, type Service } from '../../server/app.js';
 import { loadConfig, type Config } from '../../server/config/config.js';
 import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
-import { createLogger } from '../../server/telemetry/logger.js';
+import { createLogger, type Logger } from '../../server/telemetry/logger.js';
 
 /** One demo model for the whole test run, written once into the OS temp folder. */
 export const SHARED_MODELS_DIR = path.join(os.tmpdir(), 'llm-stream-test-models');
 
 /** Starts the real service on an ephemeral loopback port over the demo model. */
-export async function startTestService(overrides: Partial<Config> = {}): Promise<Service> {
+export async function startTestService(overrides: Partial<Config> = {}, logger?: Logger): Promise<Service> {
   await ensureDemoModel(SHARED_MODELS_DIR);
   const config: Config = {
     ...loadConfig({}),
@@ -32,7 +32,7 @@ export async function startTestService(overrides: Partial<Config> = {}): Promise
     responseCacheEntries: 0,
     ...overrides,
   };
-  const service = await startService(config, createLogger(config.logLevel));
+  const service = await startService(config, logger ?? createLogger(config.logLevel));
   await waitReady(service);
   return service;
 }

@@ -5,13 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { FEED_PATH, type EndFrame, type FeedFrame, type FeedHistory, type FeedSnapshot } from '../../protocol/index.js';
 import { FEED_SUBPROTOCOL } from '../../protocol/feed.js';
-import { startService, type Service } from '../../server/app.js';
-import { loadConfig, type Config } from '../../server/config/config.js';
-import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
+import type { Service } from '../../server/app.js';
 import { parseExposition, sampleValue, type MetricFamily } from '../../server/telemetry/exposition.js';
 import { createLogger } from '../../server/telemetry/logger.js';
 import { RawSocket } from '../helpers/raw-socket.js';
-import { SHARED_MODELS_DIR, tempDir, waitReady } from '../helpers/service.js';
+import { startTestService, tempDir } from '../helpers/service.js';
 
 const ADMIN = 'observability-admin-token-5f2c';
 const PROMPT = 'The Queen of Hearts she made some tarts';
@@ -19,23 +17,9 @@ let service: Service;
 let logDir: string;
 
 beforeAll(async () => {
-  await ensureDemoModel(SHARED_MODELS_DIR);
   logDir = tempDir('observability-logs');
-  const config: Config = {
-    ...loadConfig({}),
-    host: '127.0.0.1',
-    port: 0,
-    modelsDir: SHARED_MODELS_DIR,
-    threads: 1,
-    gpu: 'false',
-    parallelSequences: 2,
-    adminToken: ADMIN,
-    logLevel: 'info',
-    logDir,
-  };
   // Files only: stdout stays quiet in the test output.
-  service = await startService(config, createLogger(config.logLevel, { stdout: false }));
-  await waitReady(service);
+  service = await startTestService({ parallelSequences: 2, adminToken: ADMIN, logLevel: 'info', logToFiles: true, logDir }, createLogger('info', { stdout: false }));
 });
 
 afterAll(async () => {
