@@ -44,6 +44,7 @@ export const settings = {
   slowConsumerMs: integer('SLOW_CONSUMER_MS', 'How long a connection may leave its send buffer above the high-water mark before its streams end with slow_consumer and it is closed', 15_000, 100, 3_600_000),
   generationTimeoutMs: integer('GENERATION_TIMEOUT_MS', 'Wall-clock deadline of one generation, ending in reason timeout', 300_000, 1, 86_400_000),
   idleTimeoutS: integer('IDLE_TIMEOUT_S', 'Seconds without traffic before a connection is closed (pings are sent before)', 120, 8, 960),
+  streamCoalesceMs: integer('STREAM_COALESCE_MS', 'Text of one request that comes within this many ms of its previous tok frame is sent with the next piece (at most twice as late); 0: a frame per piece', 5, 0, 1000),
   sendHighWaterBytes: integer('SEND_HIGH_WATER_BYTES', 'Buffered bytes on a socket at which its streams pause', 256 * 1024, 1024, 64 * 1024 * 1024),
   shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 'How long running streams may finish after SIGTERM', 10_000, 0, 600_000),
   adminToken: {

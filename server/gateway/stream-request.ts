@@ -7,6 +7,7 @@ import type { LlamaContextSequence, Token } from 'node-llama-cpp';
 import type { CachedResponse } from '../cache/response-cache.js';
 import type { RequestTelemetry } from '../telemetry/events.js';
 import type { Session } from './session.js';
+import { TextCoalescer } from './text-coalescer.js';
 
 /** Why a request was stopped from outside: an end reason the client sees, or its disconnect. */
 export type StopCause = typeof EndReason.cancelled | typeof EndReason.timeout | typeof EndReason.slowConsumer | typeof EndReason.shutdown | 'disconnected';
@@ -25,8 +26,11 @@ export class StreamRequest implements TextSink {
   /** Set when the request is deterministic and may be answered from, or stored in, the response cache. */
   private cacheKey: string | undefined;
   private collected = '';
+  private readonly text: TextCoalescer;
 
-  constructor(private readonly session: Session, private readonly frame: GenFrame, private readonly receivedAt: number) {}
+  constructor(private readonly session: Session, private readonly frame: GenFrame, private readonly receivedAt: number) {
+    this.text = new TextCoalescer(session.context.config.streamCoalesceMs, (text) => session.send({ t: 'tok', id: frame.id, text }));
+  }
 
   get id(): string {
     return this.frame.id;
@@ -100,7 +104,7 @@ export class StreamRequest implements TextSink {
   write(piece: string): void {
     if (this.firstTextAt < 0) this.firstTextAt = performance.now();
     if (this.cacheKey !== undefined) this.collected += piece;
-    this.session.send({ t: 'tok', id: this.id, text: piece });
+    this.text.push(piece);
   }
 
   waitWritable(): Promise<void> | undefined {
@@ -189,6 +193,8 @@ export class StreamRequest implements TextSink {
   /** True the first time: the request's single terminal frame may be sent now. */
   private claimTerminal(): boolean {
     if (this.finished) return false;
+    // Text held for the next frame belongs before the terminal frame.
+    this.text.flush();
     this.finished = true;
     this.session.finished(this);
     return true;

@@ -79,12 +79,7 @@ describe('generation', () => {
     const end = frames.at(-1) as EndFrame;
     expect(end.reason).toBe('length');
     expect(end.usage.completionTokens).toBe(64);
-    // A client that keeps up gets one piece per token, except that the up to 4 byte tokens of a
-    // multi-byte character travel as one piece.
-    const pieces = frames.filter((frame) => frame.t === 'tok').length;
-    const multiByteChars = [...textOf(frames)].filter((char) => char.codePointAt(0)! > 0x7f).length;
-    expect(pieces).toBeLessThanOrEqual(64);
-    expect(pieces).toBeGreaterThanOrEqual(64 - 3 * multiByteChars);
+    expect(frames.filter((frame) => frame.t === 'tok').length).toBeLessThanOrEqual(64);
     socket.close();
   });
 
@@ -175,6 +170,71 @@ describe('generation', () => {
     const stream = client.generate({ prompt: 'a '.repeat(model.contextSize), maxTokens: 10 });
     await expect(stream.end).rejects.toMatchObject({ code: 'prompt_too_long', details: { contextSize: model.contextSize } });
     client.close();
+  });
+});
+
+describe('tok frame coalescing', () => {
+  let perPiece: Service;
+  let slow: Service;
+
+  beforeAll(async () => {
+    [perPiece, slow] = await Promise.all([startTestService({ streamCoalesceMs: 0 }), startTestService({ streamCoalesceMs: 1000 })]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([perPiece?.shutdown(0), slow?.shutdown(0)]);
+  });
+
+  const gen = { t: 'gen', prompt: PROMPT, maxTokens: 64, temperature: 0.7, seed: 3 } as const;
+
+  it('sends one piece per token with a window of 0, except the byte tokens of one character', async () => {
+    const socket = await RawSocket.open(perPiece.streamUrl);
+    socket.send({ ...gen, id: 'each' });
+    const frames = await socket.request('each');
+    expect((frames.at(-1) as EndFrame).usage.completionTokens).toBe(64);
+    // A client that keeps up gets one piece per token, except that the up to 4 byte tokens of a
+    // multi-byte character travel as one piece.
+    const pieces = frames.filter((frame) => frame.t === 'tok').length;
+    const multiByteChars = [...textOf(frames)].filter((char) => char.codePointAt(0)! > 0x7f).length;
+    expect(pieces).toBeLessThanOrEqual(64);
+    expect(pieces).toBeGreaterThanOrEqual(64 - 3 * multiByteChars);
+    socket.close();
+  });
+
+  it('joins text that comes within the window into fewer frames, the same text, all before end', async () => {
+    const reference = await RawSocket.open(perPiece.streamUrl);
+    reference.send({ ...gen, id: 'ref' });
+    const expected = textOf(await reference.request('ref'));
+    reference.close();
+
+    const socket = await RawSocket.open(slow.streamUrl);
+    socket.send({ ...gen, id: 'joined' });
+    const frames = await socket.request('joined');
+    // The first piece at once, the rest (well within one second on the demo model) before `end`.
+    expect(frames.filter((frame) => frame.t === 'tok').length).toBe(2);
+    expect(textOf(frames)).toBe(expected);
+    expect(frames.at(-1)).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 64 } });
+    socket.close();
+  });
+
+  it('sends held text before the end of a cancelled request and nothing after it', async () => {
+    const socket = await RawSocket.open(slow.streamUrl);
+    socket.send({ t: 'gen', id: 'held', prompt: PROMPT, maxTokens: 2000, temperature: 0.8, seed: 5 });
+    const first = await socket.next((frame) => frame.t === 'tok' && frame.id === 'held');
+    // Let tokens pile up behind the window, then stop.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.send({ t: 'cancel', id: 'held' });
+    const frames = await socket.request('held');
+    const end = frames.at(-1) as EndFrame;
+    expect(end.reason).toBe('cancelled');
+    const pieces = frames.filter((frame) => frame.t === 'tok');
+    expect(pieces).toHaveLength(2);
+    expect(textOf(frames).length).toBeGreaterThan(first.t === 'tok' ? first.text.length : 0);
+    expect(end.usage.completionTokens).toBeGreaterThan(1);
+    // The guard timer of the held text must not fire after the terminal frame.
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    expect(socket.frames.filter((frame) => 'id' in frame && frame.id === 'held')).toHaveLength(frames.length);
+    socket.close();
   });
 });
 

@@ -49,7 +49,7 @@ export class PlaygroundStore {
   apiKey = $state('');
 
   output = $state('');
-  /** Text pieces received (one `tok` frame each). */
+  /** Text pieces received (one `tok` frame each; on a fast model a frame may carry several tokens). */
   pieces = $state(0);
   running = $state(false);
   cancelling = $state(false);
@@ -68,7 +68,7 @@ export class PlaygroundStore {
         ? this.firstAt - this.startedAt
         : undefined,
   );
-  /** Generation speed after the first token: from usage at the end, from pieces while running. */
+  /** Generation speed after the first token: from usage at the end, from pieces (a lower bound) while running. */
   tokensPerSecond = $derived.by(() => {
     if (this.end) {
       const generatingMs = this.end.timings.totalMs - Math.max(0, this.end.timings.ttftMs);
