@@ -1,7 +1,8 @@
 /**
  * Streaming overhead: the same generation (model, prompt, seed, token count) run directly on
  * node-llama-cpp and through the server to a WebSocket client, alternated in one run, plus the
- * latency from `cancel` to `end`. Usage: npm run bench:stream -- [--models demo,100m] [--tokens 256] [--rounds 5]
+ * latency from `cancel` to `end`. Usage: npm run bench:stream -- [--models demo,100m] [--tokens 256]
+ * [--rounds 5] [--warmups 3] [--coalesce-ms 5,0] (one server per STREAM_COALESCE_MS, side by side)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import WebSocket from 'ws';
 import { connect, type LlmClient, type WebSocketConstructor } from '../../protocol/index.js';
 import { BENCH_DIR, benchModelDir } from './bench-models.js';
 import { measureStream, type StreamRun } from './measure-stream.js';
-import { startServerProcess } from './server-process.js';
+import { startServerProcess, type ServerProcess } from './server-process.js';
 import { median, quantile, table } from './stats.js';
 
 const { values: args } = parseArgs({
@@ -20,11 +21,17 @@ const { values: args } = parseArgs({
     tokens: { type: 'string', default: '256' },
     rounds: { type: 'string', default: '5' },
     cancels: { type: 'string', default: '20' },
+    warmups: { type: 'string', default: '3' },
+    'coalesce-ms': { type: 'string', default: '' },
   },
 });
 const TOKENS = Number(args.tokens);
 const ROUNDS = Number(args.rounds);
 const CANCELS = Number(args.cancels);
+const WARMUPS = Number(args.warmups);
+/** Coalescing windows to compare side by side, one server each; none given: the default's. */
+const WINDOWS: (string | undefined)[] = args['coalesce-ms'] ? args['coalesce-ms'].split(',') : [undefined];
+const SERVER_ENV = { THREADS: '1', PARALLEL_SEQUENCES: '1', GPU: 'false', MAX_TOKENS_CEILING: '100000', LOG_TO_FILES: 'false', ADMIN_TOKEN: 'bench', RATE_LIMIT_RPS: '1000', RATE_LIMIT_BURST: '10000', RESPONSE_CACHE_ENTRIES: '0' };
 const OUT_DIR = BENCH_DIR;
 
 type Run = StreamRun;
@@ -71,39 +78,67 @@ async function cancelLatencies(client: LlmClient): Promise<number[]> {
   return latencies;
 }
 
+/** A server for one coalescing window (undefined: the service's default) and its client. */
+interface ServerPath {
+  label: string;
+  server: ServerProcess;
+  client: LlmClient;
+  runs: Run[];
+}
+
+const percent = (ratio: number): string => `${(ratio * 100).toFixed(1)}%`;
 const rows: (string | number)[][] = [];
 const results: Record<string, unknown> = {};
 const llama = await getLlama({ gpu: false, build: 'never' });
 for (const name of args.models.split(',')) {
   const dir = await benchModelDir(name);
-  const server = await startServerProcess({ MODELS_DIR: dir, THREADS: '1', PARALLEL_SEQUENCES: '1', GPU: 'false', MAX_TOKENS_CEILING: '100000', LOG_TO_FILES: 'false', ADMIN_TOKEN: 'bench', RATE_LIMIT_RPS: '1000', RATE_LIMIT_BURST: '10000', RESPONSE_CACHE_ENTRIES: '0' });
-  const client = await connect(server.streamUrl, { WebSocket: WebSocket as unknown as WebSocketConstructor });
-  const modelFile = path.join(dir, `${client.hello.models.find((model) => model.default)!.name}.gguf`);
+  const paths: ServerPath[] = [];
+  for (const windowMs of WINDOWS) {
+    const server = await startServerProcess({ ...SERVER_ENV, MODELS_DIR: dir, ...(windowMs !== undefined && { STREAM_COALESCE_MS: windowMs }) });
+    const client = await connect(server.streamUrl, { WebSocket: WebSocket as unknown as WebSocketConstructor });
+    paths.push({ label: windowMs === undefined ? 'server' : `server, coalesce ${windowMs} ms`, server, client, runs: [] });
+  }
+  const { hello } = paths[0]!.client;
+  const modelFile = path.join(dir, `${hello.models.find((model) => model.default)!.name}.gguf`);
   const model = await llama.loadModel({ modelPath: modelFile });
   const context = await model.createContext({ contextSize: 2048, threads: 1 });
   const sequence = context.getSequence();
-  // One warm-up of each path, then alternate so drift on this shared machine hits both alike.
-  await direct(sequence, model, promptFor(-1));
-  await streamed(client, promptFor(-1));
+  // Warm every path up (the machine needs a few runs to reach its pace), then alternate, the
+  // order reversed every other round, so no path always runs first and drift hits all alike.
+  const runAll = async (prompt: string, keep: boolean, reversed: boolean): Promise<void> => {
+    const order: (ServerPath | 'direct')[] = ['direct', ...paths];
+    if (reversed) order.reverse();
+    for (const step of order) {
+      const run = step === 'direct' ? await direct(sequence, model, prompt) : await streamed(step.client, prompt);
+      if (keep) (step === 'direct' ? directRuns : step.runs).push(run);
+    }
+  };
   const directRuns: Run[] = [];
-  const serverRuns: Run[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    directRuns.push(await direct(sequence, model, promptFor(round)));
-    serverRuns.push(await streamed(client, promptFor(round)));
+  for (let i = 0; i < WARMUPS; i++) await runAll(promptFor(-1 - i), false, false);
+  for (let round = 0; round < ROUNDS; round++) await runAll(promptFor(round), true, round % 2 === 1);
+  const cancels = await cancelLatencies(paths[0]!.client);
+  for (const { client, server } of paths) {
+    client.close();
+    await server.stop();
   }
-  const cancels = await cancelLatencies(client);
-  client.close();
-  await server.stop();
   await context.dispose();
   await model.dispose();
   const directTps = median(directRuns.map((run) => run.tokensPerSecond));
-  const serverTps = median(serverRuns.map((run) => run.tokensPerSecond));
-  rows.push([name, 'direct', directTps, median(directRuns.map((run) => run.ttftMs)), '', '', '']);
-  rows.push([name, 'server', serverTps, median(serverRuns.map((run) => run.ttftMs)), `${((serverTps / directTps) * 100).toFixed(1)}%`, quantile(cancels, 0.5), quantile(cancels, 0.95)]);
-  results[name] = { directRuns, serverRuns, cancels, ratio: serverTps / directTps };
+  rows.push([name, 'direct', directTps, median(directRuns.map((run) => run.ttftMs)), '', '', '', '']);
+  const modelResults: Record<string, unknown> = { directRuns, cancels };
+  for (const [index, { label, runs }] of paths.entries()) {
+    const serverTps = median(runs.map((run) => run.tokensPerSecond));
+    // A round's runs ran back to back, so their ratio is the least disturbed by drift.
+    const pairedRatio = median(runs.map((run, round) => run.tokensPerSecond / directRuns[round]!.tokensPerSecond));
+    const cancelCells = index === 0 ? [quantile(cancels, 0.5), quantile(cancels, 0.95)] : ['', ''];
+    rows.push([name, label, serverTps, median(runs.map((run) => run.ttftMs)), percent(pairedRatio), percent(serverTps / directTps), ...cancelCells]);
+    modelResults[label] = { runs, pairedRatio, ratioOfMedians: serverTps / directTps };
+  }
+  results[name] = modelResults;
 }
-console.log(`\nStreaming ${TOKENS} tokens, median of ${ROUNDS} alternated rounds, 1 engine thread each`);
-console.log(table(['model', 'path', 'tokens/s', 'ttft ms', 'server/direct', 'cancel→end p50 ms', 'p95 ms'], rows));
+console.log(`\nStreaming ${TOKENS} tokens, ${ROUNDS} alternating rounds after ${WARMUPS} warm-ups, 1 engine thread each`);
+console.log('server/direct: median of the rounds\' ratios (paired), and ratio of the medians');
+console.log(table(['model', 'path', 'tokens/s', 'ttft ms', 'server/direct', '(of medians)', 'cancel→end p50 ms', 'p95 ms'], rows));
 mkdirSync(OUT_DIR, { recursive: true });
 writeFileSync(path.join(OUT_DIR, 'stream.json'), JSON.stringify({ tokens: TOKENS, rounds: ROUNDS, results }, null, 2));
 await llama.dispose();
