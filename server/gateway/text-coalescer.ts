@@ -6,9 +6,9 @@
  *
  * The first piece goes out at once, so time to first token is untouched, and so does every piece
  * of a stream slower than the window. A piece that comes within the window of the previous frame
- * is held and goes out with the first piece after the window; no timer runs for that, so a fast
- * stream costs no extra wake-ups. A timer only guards against a stall: held text goes out at the
- * latest two windows after the previous frame.
+ * is held and goes out with the first piece after the window, so a fast stream costs no extra
+ * wake-ups. A guard timer, armed while text is held and normally cleared before it fires, covers a
+ * stall: held text goes out at the latest two windows after the previous frame.
  */
 export class TextCoalescer {
   private held = '';
