@@ -506,6 +506,9 @@ describe('slow reader', () => {
       sendHighWaterBytes: HIGH_WATER,
       slowConsumerMs: SLOW_MS,
       metricsPublic: true,
+      // A frame per token: joined into few frames, the demo stream's text alone can end before
+      // it fills the buffer to the mark.
+      streamCoalesceMs: 0,
     });
   });
 
