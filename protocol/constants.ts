@@ -92,6 +92,31 @@ export const CloseCode = {
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
+/**
+ * Why an upgrade to the stream endpoint was refused before any `101`. The refusal's body is JSON
+ * `{error, message}` with one of these codes; `unreachable` and `connection_lost` are the client's
+ * own, for a server it never heard from and a connection that dropped after `hello`.
+ */
+export const ConnectErrorCode = {
+  /** 400: the offered subprotocols are not ours. */
+  badRequest: 'bad_request',
+  /** 401: no API key, or a wrong one. */
+  unauthorized: 'unauthorized',
+  /** 403: the Origin or the Host is not allowed. */
+  forbidden: 'forbidden',
+  /** 429: too many connections for the remote address or the API key. */
+  tooManyConnections: 'too_many_connections',
+  /** 503: the server is shutting down. */
+  shuttingDown: 'shutting_down',
+  /** 500: the server failed while deciding. */
+  internal: 'internal',
+  /** No answer at all: refused, reset, timed out, or a status the browser hides. */
+  unreachable: 'unreachable',
+  /** An established connection dropped. */
+  connectionLost: 'connection_lost',
+} as const;
+export type ConnectErrorCode = (typeof ConnectErrorCode)[keyof typeof ConnectErrorCode];
+
 /** Hard limits of the wire format itself; servers may configure tighter ones. */
 export const WireLimits = {
   /** Largest frame a server accepts, in bytes (larger frames close the connection with 1009). */

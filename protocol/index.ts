@@ -7,6 +7,7 @@ export {
   EndReason,
   ErrorCode,
   CloseCode,
+  ConnectErrorCode,
   WireLimits,
 } from './constants.js';
 export type {

@@ -1,7 +1,8 @@
-import { STREAM_PATH, Subprotocol, WireLimits, wireFormatOf } from '../../protocol/index.js';
+import { ConnectErrorCode, STREAM_PATH, Subprotocol, WireLimits, wireFormatOf } from '../../protocol/index.js';
 import type { SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
 import { Session, type SessionContext } from './session.js';
 import type { UpgradeGuard } from './upgrade-guard.js';
+import { refuseUpgrade } from './upgrade-refusal.js';
 
 const OUR_PROTOCOLS: readonly string[] = [Subprotocol.msgpack, Subprotocol.json];
 
@@ -34,14 +35,14 @@ export function streamEndpoint(context: SessionContext, registry: SessionRegistr
     // Far above the high-water mark at which streams pause, so the library never drops a frame.
     maxBackpressure: config.sendHighWaterBytes * 4 + WireLimits.maxFrameBytes,
     upgrade(request: UpgradeRequest): UpgradeDecision {
-      if (context.isShuttingDown()) return { accept: false, status: 503, body: 'shutting down' };
+      if (context.isShuttingDown()) return refuseUpgrade(ConnectErrorCode.shuttingDown, 'the server is shutting down', { 'retry-after': '5' });
       const protocol = request.protocols.find((entry) => OUR_PROTOCOLS.includes(entry));
       const offered = request.protocols.filter((entry) => !entry.startsWith('bearer.'));
       if (offered.length > 0 && protocol === undefined) {
-        return { accept: false, status: 400, body: `unsupported subprotocol; use ${OUR_PROTOCOLS.join(' or ')}` };
+        return refuseUpgrade(ConnectErrorCode.badRequest, `unsupported subprotocol; use ${OUR_PROTOCOLS.join(' or ')}`);
       }
       const check = guard.check(request);
-      if (!check.ok) return { accept: false, status: check.status, body: check.body, ...(check.headers && { headers: check.headers }) };
+      if (!check.ok) return check.refusal;
       return {
         accept: true,
         protocol,

@@ -1,8 +1,10 @@
+import { ConnectErrorCode } from '../../protocol/index.js';
 import type { ApiKeyStore } from '../auth/api-keys.js';
 import { presentedSecret } from '../auth/bearer.js';
 import type { Config } from '../config/config.js';
 import type { UpgradeRequest } from '../transport/types.js';
 import type { KeyBudget, KeyBudgets } from './key-budgets.js';
+import { refuseUpgrade, type UpgradeRefusal } from './upgrade-refusal.js';
 
 /** Who opened a connection: the API key's name and shared budget, or `anonymous` when the service runs open. */
 export interface Principal {
@@ -11,7 +13,7 @@ export interface Principal {
   remoteAddress: string;
 }
 
-export type UpgradeCheck = { ok: true; principal: Principal } | { ok: false; status: number; body: string; headers?: Record<string, string> };
+export type UpgradeCheck = { ok: true; principal: Principal } | { ok: false; refusal: UpgradeRefusal };
 
 /**
  * Decides on a WebSocket upgrade before any 101: the Origin allow-list (cross-site WebSocket
@@ -28,19 +30,19 @@ export class UpgradeGuard {
 
   check(request: UpgradeRequest): UpgradeCheck {
     if (!this.originAllowed(request.headers.origin, request.headers.host)) {
-      return { ok: false, status: 403, body: 'origin not allowed' };
+      return { ok: false, refusal: refuseUpgrade(ConnectErrorCode.forbidden, 'origin not allowed') };
     }
     let budget: KeyBudget | undefined;
     if (this.keys) {
       const secret = presentedSecret(request.headers, request.protocols);
       const entry = secret === undefined ? undefined : this.keys.authenticate(secret);
-      if (!entry) return { ok: false, status: 401, body: 'a valid API key is required', headers: { 'www-authenticate': 'Bearer' } };
+      if (!entry) return { ok: false, refusal: refuseUpgrade(ConnectErrorCode.unauthorized, 'a valid API key is required', { 'www-authenticate': 'Bearer' }) };
       budget = this.budgets.budgetOf(entry);
       const cap = entry.limits?.maxConnections;
-      if (cap !== undefined && budget.connections >= cap) return { ok: false, status: 429, body: `this API key may hold at most ${cap} connections` };
+      if (cap !== undefined && budget.connections >= cap) return { ok: false, refusal: refuseUpgrade(ConnectErrorCode.tooManyConnections, `this API key may hold at most ${cap} connections`) };
     }
     if ((this.perAddress.get(request.remoteAddress) ?? 0) >= this.config.maxConnectionsPerIp) {
-      return { ok: false, status: 429, body: `at most ${this.config.maxConnectionsPerIp} connections per address` };
+      return { ok: false, refusal: refuseUpgrade(ConnectErrorCode.tooManyConnections, `at most ${this.config.maxConnectionsPerIp} connections per address`) };
     }
     return { ok: true, principal: { keyName: budget?.entry.name ?? 'anonymous', budget, remoteAddress: request.remoteAddress } };
   }
