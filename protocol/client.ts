@@ -1,21 +1,36 @@
-import { Subprotocol } from './constants.js';
+import { ConnectErrorCode, Subprotocol } from './constants.js';
 import { decodeMessage, encodeFrame, type WireFormat } from './codec.js';
+import { ConnectError, connectErrorFromRefusal } from './connect-error.js';
 import type { EndFrame, ErrFrame, GenParams, HelloFrame, LimitsInfo, ModelInfo, ServerFrame } from './frames.js';
 
-/** The subset of the browser WebSocket API the client needs; `ws` in Node provides it too. */
+/**
+ * An event handler whose parameter is checked both ways, so the DOM's and `ws`'s own handler types
+ * (`(event: MessageEvent) => void`...) fit it.
+ */
+type Handler<E> = { bivarianceHack(event: E): void }['bivarianceHack'];
+
+/**
+ * The subset of the browser WebSocket API the client needs; `ws` in Node provides it too, so both
+ * the global `WebSocket` and `ws`'s default export can be passed as is.
+ */
 export interface WebSocketLike {
   binaryType: string;
   readonly protocol: string;
   readonly readyState: number;
   send(data: Uint8Array | string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  onopen: Handler<unknown> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onclose: Handler<{ code: number; reason: string }> | null;
+  onerror: Handler<unknown> | null;
+  /**
+   * Node's `ws` event API, when there is one: the client listens for `'unexpected-response'` to
+   * read the status and body of a refused upgrade. Browsers have none and hide both.
+   */
+  on?(event: string, listener: (...args: any[]) => void): unknown;
 }
 
-export type WebSocketConstructor = new (url: string, protocols?: string[], options?: unknown) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string[], options?: { headers?: Record<string, string> }) => WebSocketLike;
 
 export interface ConnectOptions {
   /** Wire format to ask for. Default: `msgpack`. */
@@ -35,12 +50,15 @@ export interface GenerateRequest extends GenParams {
   id?: string;
 }
 
-/** An `err` frame surfaced as an exception. */
+/**
+ * An `err` frame surfaced as an exception; also a connection lost after `hello` (code
+ * `connection_lost`, `details` `{closeCode, closeReason}`), which fails every stream and pending call.
+ */
 export class LlmError extends Error {
   readonly code: string;
   readonly retryAfterMs: number | undefined;
   readonly details: Record<string, number | string> | undefined;
-  constructor(frame: Pick<ErrFrame, 'code' | 'message' | 'retryAfterMs' | 'details'>) {
+  constructor(frame: Pick<ErrFrame, 'message' | 'retryAfterMs' | 'details'> & { code: ErrFrame['code'] | typeof ConnectErrorCode.connectionLost }) {
     super(`${frame.code}: ${frame.message}`);
     this.name = 'LlmError';
     this.code = frame.code;
@@ -52,7 +70,7 @@ export class LlmError extends Error {
 /** One generation: iterate it for text pieces; `end` resolves with the final frame. */
 export class GenerationStream implements AsyncIterable<string> {
   readonly id: string;
-  /** Resolves with the `end` frame; rejects with LlmError on an `err` frame or a lost connection. */
+  /** Resolves with the `end` frame; rejects with LlmError on an `err` frame or a lost connection (`connection_lost`). */
   readonly end: Promise<EndFrame>;
   /** Model that serves the request, once `start` arrived. */
   model: string | undefined;
@@ -130,9 +148,10 @@ export class LlmClient {
   /** Latest limits announced by the server. */
   limits: LimitsInfo;
   private readonly streams = new Map<string, GenerationStream>();
-  private readonly waiters: { type: 'pong' | 'models'; resolve: (frame: ServerFrame) => void }[] = [];
+  private readonly waiters: { type: 'pong' | 'models'; resolve: (frame: ServerFrame) => void; reject: (error: LlmError) => void }[] = [];
   private nextId = 0;
-  private closed = false;
+  /** Set once the connection is closed or lost: what every later call fails with. */
+  private closedError: LlmError | undefined;
 
   /** @internal */
   constructor(private readonly socket: WebSocketLike, private readonly format: WireFormat, hello: HelloFrame) {
@@ -144,8 +163,8 @@ export class LlmClient {
   generate(request: GenerateRequest): GenerationStream {
     const id = request.id ?? `r${++this.nextId}`;
     const stream = new GenerationStream(id, (streamId) => this.send({ t: 'cancel', id: streamId }));
-    if (this.closed) {
-      stream.fail(new LlmError({ code: 'internal', message: 'connection closed' }));
+    if (this.closedError) {
+      stream.fail(this.closedError);
       return stream;
     }
     this.streams.set(id, stream);
@@ -153,25 +172,30 @@ export class LlmClient {
     return stream;
   }
 
-  /** Round-trip time to the server in milliseconds. */
+  /** Round-trip time to the server in milliseconds; rejects with `connection_lost` once the connection is gone. */
   async ping(): Promise<number> {
     const sent = Date.now();
-    const reply = this.waitFor('pong');
-    this.send({ t: 'ping', ts: sent });
-    await reply;
+    await this.request('pong', { t: 'ping', ts: sent });
     return Date.now() - sent;
   }
 
-  /** Lists the server's models. */
+  /** Lists the server's models; rejects with `connection_lost` once the connection is gone. */
   async models(): Promise<ModelInfo[]> {
-    const reply = this.waitFor('models');
-    this.send({ t: 'models' });
-    const frame = await reply;
+    const frame = await this.request('models', { t: 'models' });
     return frame.t === 'models' ? frame.models : [];
   }
 
-  /** Closes the connection; the server cancels whatever is still running. */
+  /** True once the connection is closed or lost; every call then fails with `connection_lost`. */
+  get closed(): boolean {
+    return this.closedError !== undefined;
+  }
+
+  /**
+   * Closes the connection; the server cancels whatever is still running. Streams and calls still
+   * pending fail at once with `connection_lost`, and so does every later call.
+   */
   close(code = 1000, reason = ''): void {
+    this.end(`connection closed by the client (${code}${reason ? ` ${reason}` : ''})`, code, reason);
     this.socket.close(code, reason);
   }
 
@@ -190,16 +214,27 @@ export class LlmClient {
     if (index >= 0) this.waiters.splice(index, 1)[0]!.resolve(frame);
   }
 
-  /** @internal */
+  /** @internal The socket closed: fails what is pending with `connection_lost`. */
   lost(code: number, reason: string): void {
-    this.closed = true;
-    const error = new LlmError({ code: 'internal', message: `connection closed (${code}${reason ? ` ${reason}` : ''})` });
-    for (const stream of this.streams.values()) stream.fail(error);
-    this.streams.clear();
+    // The message keeps "connection closed": callers match it (the dashboard's playground does).
+    this.end(`connection closed (${code}${reason ? ` ${reason}` : ''})`, code, reason);
   }
 
-  private waitFor(type: 'pong' | 'models'): Promise<ServerFrame> {
-    return new Promise((resolve) => this.waiters.push({ type, resolve }));
+  private end(message: string, closeCode: number, closeReason: string): void {
+    if (this.closedError) return;
+    const error = new LlmError({ code: ConnectErrorCode.connectionLost, message, details: { closeCode, closeReason } });
+    this.closedError = error;
+    for (const stream of this.streams.values()) stream.fail(error);
+    this.streams.clear();
+    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+  }
+
+  /** Sends `frame` and waits for the next frame of `type`; rejects at once when closed. */
+  private request(type: 'pong' | 'models', frame: object): Promise<ServerFrame> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    const reply = new Promise<ServerFrame>((resolve, reject) => this.waiters.push({ type, resolve, reject }));
+    this.send(frame);
+    return reply;
   }
 
   private send(frame: object): void {
@@ -207,31 +242,126 @@ export class LlmClient {
   }
 }
 
-/** Opens a connection and resolves once the server's `hello` arrived. */
+/** The slice of Node's `http.IncomingMessage` the client reads from a refused upgrade. */
+interface RefusalResponse {
+  statusCode?: number;
+  statusMessage?: string;
+  headers: Record<string, string | string[] | undefined>;
+  on(event: string, listener: (chunk?: unknown) => void): unknown;
+}
+
+/** Most bytes of a refusal's body read; a longer one is cut there. */
+const MAX_REFUSAL_BODY = 16 * 1024;
+
+/** Reads a refused upgrade's status, `Retry-After` and body, then calls `done` once. */
+function readRefusal(response: RefusalResponse, done: (error: ConnectError) => void): void {
+  const decoder = new TextDecoder();
+  let body = '';
+  let size = 0;
+  let finished = false;
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
+    const retryAfter = response.headers['retry-after'];
+    done(connectErrorFromRefusal({
+      status: response.statusCode ?? 0,
+      statusText: response.statusMessage,
+      body: body + decoder.decode(),
+      retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+    }));
+  };
+  response.on('data', (chunk) => {
+    if (size >= MAX_REFUSAL_BODY) return;
+    const bytes = typeof chunk === 'string' ? new TextEncoder().encode(chunk) : (chunk as Uint8Array);
+    const part = bytes.subarray(0, MAX_REFUSAL_BODY - size);
+    size += part.byteLength;
+    body += decoder.decode(part, { stream: true });
+  });
+  for (const event of ['end', 'close', 'error', 'aborted']) response.on(event, finish);
+}
+
+/** Why a socket failed before it opened, in words; `hidden`: the implementation cannot tell a refusal from no answer. */
+function unreachableError(url: string, event: unknown, hidden: boolean): ConnectError {
+  const detail = (event as { message?: unknown } | null)?.message;
+  const why = typeof detail === 'string' && detail ? detail : 'no answer';
+  const message = hidden
+    ? `could not connect to ${url}: ${why}. This WebSocket implementation (like every browser's) does not expose the reason: ` +
+      'the server may be down, or it refused the upgrade (API key, allowed origins, connection limit, shutting down)'
+    : `could not connect to ${url}: ${why}`;
+  return new ConnectError({ code: ConnectErrorCode.unreachable, message });
+}
+
+/**
+ * Opens a connection and resolves once the server's `hello` arrived. Rejects with a
+ * {@link ConnectError}: the code and status of a refused upgrade (read through `ws`'s
+ * `'unexpected-response'`; browsers hide them and report `unreachable`), `unreachable` when no
+ * server answered, `connection_lost` when the connection dropped before `hello`.
+ */
 export function connect(url: string, options: ConnectOptions = {}): Promise<LlmClient> {
   const format = options.format ?? 'msgpack';
   const Socket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (!Socket) return Promise.reject(new Error('no WebSocket implementation: pass options.WebSocket'));
   const protocols: string[] = [format === 'json' ? Subprotocol.json : Subprotocol.msgpack];
   if (options.apiKey) protocols.push(`bearer.${options.apiKey}`);
-  const socket = options.headers ? new Socket(url, protocols, { headers: options.headers }) : new Socket(url, protocols);
+  let socket: WebSocketLike;
+  try {
+    socket = options.headers ? new Socket(url, protocols, { headers: options.headers }) : new Socket(url, protocols);
+  } catch (error) {
+    // A malformed URL or a refused scheme: nothing was sent.
+    return Promise.reject(new ConnectError({ code: ConnectErrorCode.unreachable, message: `could not connect to ${url}: ${(error as Error).message}` }));
+  }
   socket.binaryType = 'arraybuffer';
+  const canReadRefusals = typeof socket.on === 'function';
   return new Promise((resolve, reject) => {
     let client: LlmClient | undefined;
+    let opened = false;
+    /** A refused upgrade is being read: the error and close that aborting it causes say nothing new. */
+    let refused = false;
+    let settled = false;
+    const fail = (error: ConnectError): void => {
+      if (settled) return;
+      settled = true;
+      reject(error);
+    };
+    if (canReadRefusals) {
+      socket.on!('unexpected-response', (_request: unknown, response: RefusalResponse) => {
+        refused = true;
+        readRefusal(response, (error) => {
+          fail(error);
+          // Aborts the handshake (ws keeps it open while a listener reads the response).
+          socket.close();
+        });
+      });
+    }
+    socket.onopen = () => {
+      opened = true;
+    };
     socket.onmessage = (event) => {
       const data = event.data as ArrayBuffer | Uint8Array | string;
       const decoded = decodeMessage(data, typeof data !== 'string', format);
       if (!decoded.ok) return;
       const frame = decoded.value as ServerFrame;
       if (client) client.receive(frame);
-      else if (frame.t === 'hello') resolve((client = new LlmClient(socket, format, frame)));
+      else if (frame.t === 'hello' && !settled) {
+        settled = true;
+        resolve((client = new LlmClient(socket, format, frame)));
+      }
     };
-    socket.onerror = () => {
-      if (!client) reject(new Error(`could not connect to ${url}`));
+    socket.onerror = (event) => {
+      // After `open`, the close that follows says what happened.
+      if (client || opened || refused) return;
+      fail(unreachableError(url, event, !canReadRefusals));
     };
     socket.onclose = (event) => {
-      if (client) client.lost(event.code, event.reason);
-      else reject(new Error(`connection closed before hello (${event.code}${event.reason ? ` ${event.reason}` : ''})`));
+      if (client) return client.lost(event.code, event.reason);
+      if (refused) return;
+      if (opened) {
+        return fail(new ConnectError({
+          code: ConnectErrorCode.connectionLost,
+          message: `connection closed before hello (${event.code}${event.reason ? ` ${event.reason}` : ''})`,
+        }));
+      }
+      fail(unreachableError(url, event, !canReadRefusals));
     };
   });
 }

@@ -46,4 +46,12 @@ export {
   type WebSocketLike,
   type WebSocketConstructor,
 } from './client.js';
+export {
+  ConnectError,
+  connectErrorCodeOf,
+  connectErrorFromRefusal,
+  parseRetryAfter,
+  type ConnectErrorInit,
+  type UpgradeRefusalResponse,
+} from './connect-error.js';
 export { FEED_PATH, FEED_SUBPROTOCOL, type FeedFrame, type FeedHistory, type FeedSnapshot, type Percentiles, type RecentError, type ResourceFigures } from './feed.js';

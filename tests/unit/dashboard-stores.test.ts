@@ -402,7 +402,7 @@ describe('PlaygroundStore', () => {
     const run = store.run();
     await flush();
     streams[0]!.push('partial');
-    streams[0]!.fail(new LlmError({ code: 'internal', message: 'connection closed (1006)' }));
+    streams[0]!.fail(new LlmError({ code: 'connection_lost', message: 'connection closed (1006)' }));
     await run;
     expect(store.error).toContain('connection closed');
     expect(store.output).toBe('partial');

@@ -1,5 +1,5 @@
 /// <reference types="svelte" />
-import { LlmError, type EndFrame, type GenerateRequest, type LimitsInfo, type ModelInfo } from '../../../../protocol/index.js';
+import { ConnectErrorCode, LlmError, type EndFrame, type GenerateRequest, type LimitsInfo, type ModelInfo } from '../../../../protocol/index.js';
 
 /** The slice of the protocol's GenerationStream the playground drives. */
 export interface PlaygroundStream extends AsyncIterable<string> {
@@ -141,7 +141,7 @@ export class PlaygroundStore {
       this.error = (error as Error).message;
       // A lost connection is not reused: the next run connects again. An error frame for this
       // request alone (invalid_params, overloaded...) leaves the connection usable.
-      if (!(error instanceof LlmError) || /connection closed/.test(error.message)) this.dropClient();
+      if (!(error instanceof LlmError) || error.code === ConnectErrorCode.connectionLost) this.dropClient();
     } finally {
       this.stream = undefined;
       this.running = false;
