@@ -32,6 +32,11 @@ export const settings = {
   queueTimeoutMs: integer('QUEUE_TIMEOUT_MS', 'Longest wait for a slot before queue_timeout', 30_000, 1, 3_600_000),
   maxStreamsPerConnection: integer('MAX_STREAMS_PER_CONNECTION', 'Requests one connection may have in flight', 8, 1, 10_000),
   keysFile: text('KEYS_FILE', 'JSON file of API keys (hashes only; see npm run create-key); empty: the service runs open', ''),
+  allowedHosts: text(
+    'ALLOWED_HOSTS',
+    'Comma-separated host names a WebSocket upgrade may name in its Host header when the service runs open (no KEYS_FILE), against DNS rebinding; HOST, localhost and loopback addresses are always allowed; *: any',
+    '',
+  ),
   allowedOrigins: text('ALLOWED_ORIGINS', 'Comma-separated Origins allowed to open WebSockets; empty: same host only; *: any', ''),
   maxConnectionsPerIp: integer('MAX_CONNECTIONS_PER_IP', 'Open WebSockets one remote address may hold', 32, 1, 100_000),
   rateLimitRps: integer('RATE_LIMIT_RPS', 'Requests per second refilled into each connection\'s request bucket; 0: no request limit', 5, 0, 1_000_000),

@@ -1,4 +1,4 @@
-import type { Connection } from './connection.js';
+import type { Connection } from '../transport/types.js';
 
 export interface FlowControlOptions {
   /** Buffered bytes at which streams pause. */

@@ -19,7 +19,7 @@ import type { ModelPool } from '../pool/model-pool.js';
 import type { CloseCause, Origin, Telemetry } from '../telemetry/events.js';
 import type { Logger } from '../telemetry/logger.js';
 import { ServiceError } from '../errors.js';
-import type { Connection, ConnectionHandler } from './connection.js';
+import type { Connection, ConnectionHandler, FaultSink } from '../transport/types.js';
 import { ConnectionLimits } from './connection-limits.js';
 import { FlowControl } from './flow-control.js';
 import { StreamRequest } from './stream-request.js';
@@ -32,12 +32,16 @@ export interface SessionContext {
   logger: Logger;
   telemetry: Telemetry;
   cache: ResponseCache;
+  /** Where a failure in a timer or promise the gateway started is reported. */
+  faults: FaultSink;
   /** True once shutdown began: new generations are refused. */
   isShuttingDown(): boolean;
 }
 
 /** A `limits` frame is sent at most this often unless a refusal makes it urgent. */
 const LIMITS_FRAME_INTERVAL_MS = 1000;
+/** The reason uWS reports when it cuts a connection for a text frame that is not UTF-8. */
+const INVALID_UTF8_REASON = 'Received invalid UTF-8';
 /** After a close for a stalled reader, give the close handshake this long before dropping the socket. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -72,8 +76,33 @@ export class Session implements ConnectionHandler {
       hardLimitBytes: context.config.sendHighWaterBytes * 4,
       stallMs: context.config.slowConsumerMs,
       onPause: () => context.telemetry.backpressurePaused(),
-      onStalled: () => this.dropSlowConsumer(),
+      onStalled: this.guarded(() => this.dropSlowConsumer()),
     });
+  }
+
+  /**
+   * Wraps a callback the gateway runs outside the transport's own callbacks (timers, promise
+   * continuations): a throw from it is reported and closes this connection with 1011, never the process.
+   */
+  guarded<A extends unknown[]>(body: (...args: A) => void): (...args: A) => void {
+    return (...args) => {
+      try {
+        this.context.faults.inject?.('timer', this.describe());
+        body(...args);
+      } catch (error) {
+        this.failed(error);
+      }
+    };
+  }
+
+  /** Reports a fault of this connection and closes it with 1011. */
+  failed(error: unknown): void {
+    this.context.faults.report({ site: 'timer', error, context: this.describe() });
+    this.close(CloseCode.internalError, 'internal error', 'error');
+  }
+
+  describe(): Record<string, string> {
+    return { session: this.id, remoteAddress: this.origin.remoteAddress, keyName: this.origin.keyName };
   }
 
   get isOpen(): boolean {
@@ -133,11 +162,11 @@ export class Session implements ConnectionHandler {
     this.flow.drain();
   }
 
-  closed(code: number): void {
+  closed(code: number, message: string): void {
     this.open = false;
-    this.context.telemetry.connectionClosed(this.origin, this.closeCause ?? this.peerCloseCause(code), Date.now() - this.openedAt);
     for (const request of this.requests.values()) request.cancel('disconnected');
     this.flow.resume();
+    this.context.telemetry.connectionClosed(this.origin, this.closeCause ?? this.peerCloseCause(code, message), Date.now() - this.openedAt);
   }
 
   /** Encodes and sends a frame; frames for a closed socket are discarded. */
@@ -220,7 +249,7 @@ export class Session implements ConnectionHandler {
     this.requests.set(frame.id, request);
     if (this.principal.budget) this.principal.budget.streams++;
     this.sendLimits(false);
-    void request.run();
+    request.run().catch((error: unknown) => this.failed(error));
   }
 
   /** Sends the bucket levels: at once after a refusal, else at most once a second. */
@@ -245,11 +274,14 @@ export class Session implements ConnectionHandler {
   }
 
   /**
-   * Why the socket closed when the server did not close it: the library closes a connection that
-   * stayed silent for the idle timeout without a close frame (1006; its timers tick in steps of
-   * seconds, so silence of half the timeout is taken as the sign); otherwise the client left.
+   * Why the socket closed when the server did not close it: the library cuts a connection that sent
+   * invalid UTF-8 in a text frame, and one that stayed silent for the idle timeout, without a close
+   * frame (1006; its timers tick in steps of seconds, so silence of half the timeout is taken as the
+   * sign); otherwise the client left.
    */
-  private peerCloseCause(code: number): CloseCause {
+  private peerCloseCause(code: number, message: string): CloseCause {
+    // uWS cuts a connection that sends a text frame of invalid UTF-8 without a close frame.
+    if (message === INVALID_UTF8_REASON) return 'invalid_utf8';
     const silentMs = performance.now() - this.lastMessageAt;
     return code === CloseCode.abnormal && silentMs >= this.context.config.idleTimeoutS * 500 ? 'idle' : 'client';
   }
@@ -264,9 +296,11 @@ export class Session implements ConnectionHandler {
     this.dropping = true;
     for (const request of this.requests.values()) request.cancel('slow_consumer');
     // Let the cancelled streams queue their end frames before the close frame.
-    setImmediate(() => {
-      this.close(CloseCode.policyViolation, 'slow consumer', 'slow_consumer');
-      setTimeout(() => this.connection.terminate(), CLOSE_GRACE_MS).unref();
-    });
+    setImmediate(
+      this.guarded(() => {
+        this.close(CloseCode.policyViolation, 'slow consumer', 'slow_consumer');
+        setTimeout(this.guarded(() => this.connection.terminate()), CLOSE_GRACE_MS).unref();
+      }),
+    );
   }
 }

@@ -1,5 +1,5 @@
 import { ConnectErrorCode, STREAM_PATH, Subprotocol, WireLimits, wireFormatOf } from '../../protocol/index.js';
-import type { SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
+import type { ConnectionHandler, SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
 import { Session, type SessionContext } from './session.js';
 import type { UpgradeGuard } from './upgrade-guard.js';
 import { refuseUpgrade } from './upgrade-refusal.js';
@@ -50,14 +50,16 @@ export function streamEndpoint(context: SessionContext, registry: SessionRegistr
           const session = new Session(connection, wireFormatOf(protocol), context, check.principal);
           guard.opened(check.principal);
           registry.sessions.add(session);
-          const handler = {
-            message: (data: ArrayBuffer, isBinary: boolean) => session.message(data, isBinary),
+          const handler: ConnectionHandler = {
+            message: (data, isBinary) => session.message(data, isBinary),
             drain: () => session.drain(),
-            closed: (code: number) => {
+            closed: (code, message) => {
+              // Bookkeeping first: whatever the session does next, the counts stay right.
               registry.sessions.delete(session);
               guard.closed(check.principal);
-              session.closed(code);
+              session.closed(code, message);
             },
+            describe: () => session.describe(),
           };
           session.start();
           return handler;

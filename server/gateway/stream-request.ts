@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { EndReason, ErrorCode, type GenFrame } from '../../protocol/index.js';
 import { generate, type GenerationOutcome, type SamplingParams, type TextSink } from '../engine/generate.js';
 import { ServiceError } from '../errors.js';
@@ -8,6 +9,9 @@ import type { CachedResponse } from '../cache/response-cache.js';
 import type { RequestTelemetry } from '../telemetry/events.js';
 import type { Session } from './session.js';
 import { TextCoalescer } from './text-coalescer.js';
+
+/** Seeds drawn for requests without one: any 32-bit value (the engine's seed is a uint32). */
+const SEED_RANGE = 2 ** 32;
 
 /** Why a request was stopped from outside: an end reason the client sees, or its disconnect. */
 export type StopCause = typeof EndReason.cancelled | typeof EndReason.timeout | typeof EndReason.slowConsumer | typeof EndReason.shutdown | 'disconnected';
@@ -29,7 +33,7 @@ export class StreamRequest implements TextSink {
   private readonly text: TextCoalescer;
 
   constructor(private readonly session: Session, private readonly frame: GenFrame, private readonly receivedAt: number) {
-    this.text = new TextCoalescer(session.context.config.streamCoalesceMs, (text) => session.send({ t: 'tok', id: frame.id, text }));
+    this.text = new TextCoalescer(session.context.config.streamCoalesceMs, session.guarded((text: string) => session.send({ t: 'tok', id: frame.id, text })));
   }
 
   get id(): string {
@@ -51,13 +55,16 @@ export class StreamRequest implements TextSink {
       let params: SamplingParams;
       try {
         this.metrics = telemetry.request(model.name, this.id, this.session.origin);
+        this.checkMaxTokens();
         // Checked before queueing, so a request that can never fit is refused at once.
-        tokens = model.tokenizePrompt(this.frame.prompt);
+        tokens = await model.tokenizePrompt(this.frame.prompt, { reserve: this.frame.maxTokens ?? 1, owner: this.session.id, signal: this.controller.signal });
         this.promptTokens = tokens.length;
         params = this.samplingParams(model, tokens.length);
         this.cacheKey = cache.keyFor(model.fingerprint, this.frame.prompt, params);
         const cached = this.cacheKey === undefined ? undefined : cache.get(this.cacheKey);
         if (cached) return this.replay(model.name, cached);
+        // The engine would seed from the clock's second, so requests in the same second would match.
+        params.seed ??= randomInt(SEED_RANGE);
         lease = await model.scheduler.acquire({
           owner: this.session.id,
           signal: this.controller.signal,
@@ -69,7 +76,7 @@ export class StreamRequest implements TextSink {
       this.startedAt = performance.now();
       this.metrics.started(this.startedAt - this.receivedAt);
       this.session.send({ t: 'start', id: this.id, model: model.name });
-      const deadline = setTimeout(() => this.cancel(EndReason.timeout), this.session.context.config.generationTimeoutMs);
+      const deadline = setTimeout(this.session.guarded(() => this.cancel(EndReason.timeout)), this.session.context.config.generationTimeoutMs);
       try {
         outcome = await generate(lease.slot, tokens, params, this, this.controller.signal);
       } finally {
@@ -120,13 +127,17 @@ export class StreamRequest implements TextSink {
     this.metrics?.token();
   }
 
+  private checkMaxTokens(): void {
+    const { maxTokensCeiling } = this.session.context.config;
+    if (this.frame.maxTokens !== undefined && this.frame.maxTokens > maxTokensCeiling) {
+      throw new ServiceError(ErrorCode.invalidParams, `"maxTokens" may be at most ${maxTokensCeiling}`, { details: { maxTokensCeiling } });
+    }
+  }
+
   private samplingParams(model: LoadedModel, promptTokens: number): SamplingParams {
     const { config } = this.session.context;
     const frame = this.frame;
     if (promptTokens === 0) throw new ServiceError(ErrorCode.invalidParams, '"prompt" is empty and the model has no BOS token to start from');
-    if (frame.maxTokens !== undefined && frame.maxTokens > config.maxTokensCeiling) {
-      throw new ServiceError(ErrorCode.invalidParams, `"maxTokens" may be at most ${config.maxTokensCeiling}`, { details: { maxTokensCeiling: config.maxTokensCeiling } });
-    }
     const room = model.contextSize - promptTokens;
     // Without an explicit maxTokens the default shrinks to what the context still holds.
     const maxTokens = frame.maxTokens ?? Math.min(config.maxTokensDefault, room);

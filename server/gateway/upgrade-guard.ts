@@ -3,6 +3,7 @@ import type { ApiKeyStore } from '../auth/api-keys.js';
 import { presentedSecret } from '../auth/bearer.js';
 import type { Config } from '../config/config.js';
 import type { UpgradeRequest } from '../transport/types.js';
+import { HostCheck } from './host-check.js';
 import type { KeyBudget, KeyBudgets } from './key-budgets.js';
 import { refuseUpgrade, type UpgradeRefusal } from './upgrade-refusal.js';
 
@@ -16,19 +17,25 @@ export interface Principal {
 export type UpgradeCheck = { ok: true; principal: Principal } | { ok: false; refusal: UpgradeRefusal };
 
 /**
- * Decides on a WebSocket upgrade before any 101: the Origin allow-list (cross-site WebSocket
- * hijacking), the API key, and the connection caps per remote address and per key.
+ * Decides on a WebSocket upgrade before any 101: the Host (DNS rebinding, open mode only), the
+ * Origin allow-list (cross-site WebSocket hijacking), the API key, and the connection caps per remote address and per key.
  */
 export class UpgradeGuard {
   private readonly perAddress = new Map<string, number>();
   private readonly origins: ReadonlySet<string> | 'any' | 'same-host';
+  private readonly hosts: HostCheck;
 
   constructor(private readonly config: Config, private readonly keys: ApiKeyStore | undefined, private readonly budgets: KeyBudgets) {
+    this.hosts = new HostCheck(config.host, config.allowedHosts);
     const list = config.allowedOrigins.split(',').map((origin) => origin.trim()).filter(Boolean);
     this.origins = list.includes('*') ? 'any' : list.length === 0 ? 'same-host' : new Set(list);
   }
 
   check(request: UpgradeRequest): UpgradeCheck {
+    // With API keys a rebound page has no key to present; open, the Host is all there is to check.
+    if (!this.keys && !this.hosts.allows(request.headers.host)) {
+      return { ok: false, refusal: refuseUpgrade(ConnectErrorCode.forbidden, 'host not allowed: set ALLOWED_HOSTS to serve this name') };
+    }
     if (!this.originAllowed(request.headers.origin, request.headers.host)) {
       return { ok: false, refusal: refuseUpgrade(ConnectErrorCode.forbidden, 'origin not allowed') };
     }

@@ -1,5 +1,8 @@
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
-import type { ServiceError } from '../errors.js';
+import { ErrorCode } from '../../protocol/index.js';
+import { ServiceError } from '../errors.js';
+import type { PromptTokenizer } from '../tokenize/prompt-tokenizer.js';
+import { maxTokenBytes, minTokenCount } from '../tokenize/vocab-bound.js';
 import type { SamplingDefaults } from './manifest.js';
 import { SlotScheduler, type SchedulerOptions } from './slot-scheduler.js';
 
@@ -12,6 +15,7 @@ export interface LoadOptions extends SchedulerOptions {
   /** Lock the weights in RAM so they are never paged out. */
   mlock: boolean;
   sampling: SamplingDefaults;
+  tokenizer: PromptTokenizer;
 }
 
 /**
@@ -24,9 +28,12 @@ export class LoadedModel {
   private holds = 0;
   private retiring: { resolve: () => void; promise: Promise<void> } | undefined;
   private disposed = false;
+  /** Most UTF-8 bytes one token stands for: a prompt's length bounds its token count from below. */
+  private readonly bytesPerToken: number;
 
   private constructor(
     readonly name: string,
+    readonly path: string,
     readonly fingerprint: string,
     readonly model: LlamaModel,
     readonly context: LlamaContext,
@@ -34,7 +41,10 @@ export class LoadedModel {
     readonly sampling: SamplingDefaults,
     readonly estimatedBytes: number,
     readonly loadMs: number,
+    private readonly tokenizer: PromptTokenizer,
   ) {
+    const pieces = model.fileInfo.metadata.tokenizer?.ggml?.tokens;
+    this.bytesPerToken = Array.isArray(pieces) ? maxTokenBytes(pieces as string[]) : Number.POSITIVE_INFINITY;
     scheduler.onIdle = () => this.disposeIfRetiredAndIdle();
   }
 
@@ -51,7 +61,7 @@ export class LoadedModel {
       const context = await model.createContext({ contextSize, sequences: options.sequences, threads: options.threads });
       const sequences = Array.from({ length: options.sequences }, () => context.getSequence());
       const scheduler = new SlotScheduler(sequences, options);
-      return new LoadedModel(source.name, source.fingerprint, model, context, scheduler, options.sampling, source.estimatedBytes, performance.now() - started);
+      return new LoadedModel(source.name, source.path, source.fingerprint, model, context, scheduler, options.sampling, source.estimatedBytes, performance.now() - started, options.tokenizer);
     } catch (error) {
       await model.dispose();
       throw error;
@@ -85,11 +95,29 @@ export class LoadedModel {
     };
   }
 
-  /** Tokenizes a prompt the way generation sees it, with the BOS token the model expects. */
-  tokenizePrompt(prompt: string): Token[] {
-    const tokens = this.model.tokenize(prompt);
-    const bos = this.model.tokens.bos;
-    if (bos !== null && this.model.tokens.shouldPrependBosToken && tokens[0] !== bos) tokens.unshift(bos);
+  /**
+   * Tokenizes a prompt the way generation sees it, with the BOS token the model expects. A prompt
+   * that cannot leave `reserve` tokens free in the context is refused from its length alone, before
+   * any tokenizer runs; long ones are tokenized off the event loop, waiting fairly by `owner`.
+   */
+  async tokenizePrompt(prompt: string, options: { reserve: number; owner: string; signal: AbortSignal }): Promise<Token[]> {
+    const atLeast = minTokenCount(prompt, this.bytesPerToken);
+    if (atLeast + options.reserve > this.contextSize) {
+      throw new ServiceError(
+        ErrorCode.promptTooLong,
+        `prompt (at least ${atLeast} tokens) + maxTokens (${options.reserve}) exceed the context of ${this.contextSize} tokens`,
+        { details: { promptTokensAtLeast: atLeast, maxTokens: options.reserve, contextSize: this.contextSize } },
+      );
+    }
+    const model = this.model;
+    const tokens = (await this.tokenizer.tokenize(
+      { path: this.path, fingerprint: this.fingerprint, tokenizeInline: (text) => model.tokenize(text) },
+      prompt,
+      options.owner,
+      options.signal,
+    )) as Token[];
+    const bos = model.tokens.bos;
+    if (bos !== null && model.tokens.shouldPrependBosToken && tokens[0] !== bos) tokens.unshift(bos);
     return tokens;
   }
 

@@ -9,6 +9,7 @@ import { scanModels } from './model-catalog.js';
 import { describeEntry, type ModelEntry } from './model-entry.js';
 import { readModelFacts } from './memory-estimate.js';
 import { watchFolder } from './model-watcher.js';
+import type { PromptTokenizer } from '../tokenize/prompt-tokenizer.js';
 
 export interface ModelPoolOptions {
   modelsDir: string;
@@ -27,6 +28,8 @@ export interface ModelPoolOptions {
   /** Watch the models folder and apply added, removed and replaced files. */
   watch: boolean;
   sampling: SamplingDefaults;
+  /** Tokenizes long prompts off the event loop; shared by every model. */
+  tokenizer: PromptTokenizer;
   /** Told of every version that finished loading. */
   onLoaded?: (model: LoadedModel) => void;
 }
@@ -198,6 +201,7 @@ export class ModelPool {
     this.watcher?.close();
     clearInterval(this.sweeper);
     const error = new ServiceError(ErrorCode.shuttingDown, 'the server is shutting down');
+    await this.options.tokenizer.close();
     await Promise.all(this.loadedModels().map((model) => model.dispose(error)));
   }
 
@@ -238,6 +242,7 @@ export class ModelPool {
           threads: this.options.threads,
           mlock: settings.mlock ?? this.options.mlock,
           sampling: { ...this.options.sampling, ...settings.sampling },
+          tokenizer: this.options.tokenizer,
           maxQueue: this.options.maxQueue,
           queueTimeoutMs: this.options.queueTimeoutMs,
         },

@@ -1,7 +1,7 @@
 import type { EndReason, ErrorCode, Timings, Usage } from '../../protocol/index.js';
 
 /** Why a connection closed, as counted in metrics and the access log. */
-export type CloseCause = 'client' | 'idle' | 'flood' | 'slow_consumer' | 'shutdown' | 'admin' | 'too_big' | 'error';
+export type CloseCause = 'client' | 'idle' | 'flood' | 'slow_consumer' | 'shutdown' | 'admin' | 'too_big' | 'invalid_utf8' | 'error';
 
 /** How a request ended: an end reason, or the code of its terminal `err`. */
 export type RequestOutcome = EndReason | ErrorCode;
@@ -43,6 +43,8 @@ export interface Telemetry {
   backpressurePaused(): void;
   /** An error worth showing operators (sent to a client or raised inside). */
   error(code: string, message: string, model?: string): void;
+  /** A handler threw or rejected at the transport edge (`site`: http, message, timer...) and was contained. */
+  fault(site: string, message: string): void;
   /**
    * A model finished loading (optional). Memory figures and load duration are read from it
    * until its node-llama-cpp model is disposed. The pool calls it for every load.
@@ -80,4 +82,5 @@ export const noTelemetry: Telemetry = {
   rateLimited() {},
   backpressurePaused() {},
   error() {},
+  fault() {},
 };

@@ -1,8 +1,7 @@
 import { FEED_PATH, FEED_SUBPROTOCOL } from '../../protocol/feed.js';
 import type { AdminCheck } from '../auth/access-control.js';
 import { withoutCredentials } from '../auth/bearer.js';
-import type { ConnectionHandler } from '../gateway/connection.js';
-import type { SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
+import type { ConnectionHandler, SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
 import { FEED_TOPIC, type LiveFeed } from './live-feed.js';
 
 /** The history frame of 5 minutes is a few hundred KB: the send buffer must hold it whole. */

@@ -52,6 +52,7 @@ export class ServiceMetrics {
   readonly cacheHits: Counter;
   readonly backpressurePauses: Counter;
   readonly errors: Counter<'code'>;
+  readonly faults: Counter<'site'>;
 
   // Per token or frame: preallocated cells, bumped without allocating.
   readonly generationTokens: HotCounter;
@@ -144,6 +145,12 @@ export class ServiceMetrics {
       registers,
     });
     this.errors = new Counter({ name: name('errors_total'), help: 'Errors sent to clients or raised inside, by code', labelNames: ['code'], registers });
+    this.faults = new Counter({
+      name: name('handler_faults_total'),
+      help: 'Exceptions caught at the transport edge (HTTP route, upgrade, socket callback, timer), by where they happened',
+      labelNames: ['site'],
+      registers,
+    });
     this.framesReceived = new HotCounter({ name: name('ws_frames_received_total'), help: 'WebSocket messages received', registers }).child();
     this.framesSent = new HotCounter({ name: name('ws_frames_sent_total'), help: 'WebSocket messages sent', registers }).child();
     this.bytesReceived = new HotCounter({ name: name('ws_received_bytes_total'), help: 'Payload bytes of WebSocket messages received', registers }).child();

@@ -112,6 +112,11 @@ export class ServiceTelemetry implements Telemetry {
     this.live?.recordError(code, message, model);
   }
 
+  fault(site: string, message: string): void {
+    this.prometheus?.faults.labels(site).inc();
+    this.live?.recordError('internal', `${site} handler failed: ${message}`, undefined);
+  }
+
   modelLoaded(model: LoadedModelView): void {
     this.knownModels.add(model.name);
     this.loaded?.add(model);

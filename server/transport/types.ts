@@ -1,4 +1,7 @@
-import type { Connection, ConnectionHandler } from '../gateway/connection.js';
+/*
+ * The boundary between the server library and the rest of the service: what a request, a reply and
+ * a WebSocket are to the gateway and the HTTP routes. Only transport/uws-server.ts implements it.
+ */
 
 /** An HTTP request, copied out of the server library's short-lived objects. */
 export interface HttpRequestInfo {
@@ -7,7 +10,7 @@ export interface HttpRequestInfo {
   query: string;
   headers: Record<string, string>;
   remoteAddress: string;
-  /** Route parameters by name (`:name` in the pattern). */
+  /** Route parameters by name (`:name` in the pattern), percent-decoded. */
   params: Record<string, string>;
   body: Uint8Array;
 }
@@ -19,7 +22,8 @@ export interface HttpReply {
 }
 
 export interface HttpRoute {
-  method: 'get' | 'post' | 'del' | 'any';
+  /** `get` routes answer `HEAD` too, without a body. */
+  method: 'get' | 'post' | 'del';
   /** uWS-style pattern: `/api/models/:name/load`, or `/*`. */
   pattern: string;
   handle(request: HttpRequestInfo): HttpReply | Promise<HttpReply>;
@@ -39,6 +43,32 @@ export type UpgradeDecision =
   | { accept: true; protocol: string | undefined; open(connection: Connection): ConnectionHandler }
   | { accept: false; status: number; body: string; headers?: Record<string, string> };
 
+/** What the gateway needs of one WebSocket, whatever server library carries it. */
+export interface Connection {
+  readonly remoteAddress: string;
+  /** Sends one message (corked); returns false when the socket is already closed. */
+  send(message: Uint8Array | string, isBinary: boolean): boolean;
+  /** Bytes queued in the socket that the peer has not taken yet. */
+  bufferedAmount(): number;
+  /** Closes gracefully with a close frame. */
+  close(code: number, reason: string): void;
+  /** Drops the connection at once, without a close handshake. */
+  terminate(): void;
+  /** Receives every message later published to `topic` (see HttpServer.publish). */
+  subscribe(topic: string): void;
+}
+
+/** What the transport calls on the gateway for one open socket. */
+export interface ConnectionHandler {
+  message(data: ArrayBuffer, isBinary: boolean): void;
+  /** The socket's send buffer shrank. */
+  drain(): void;
+  /** The socket is gone; nothing can be sent any more. `message` is the library's reason, if any. */
+  closed(code: number, message: string): void;
+  /** Who this connection is, for the error log when one of its callbacks fails. */
+  describe?(): Record<string, string>;
+}
+
 export interface SocketEndpoint {
   pattern: string;
   /** Largest message accepted; a larger one closes the socket with 1009. */
@@ -50,6 +80,25 @@ export interface SocketEndpoint {
   upgrade(request: UpgradeRequest): UpgradeDecision | Promise<UpgradeDecision>;
 }
 
+/** Which kind of library callback a fault happened in. */
+export type FaultSite = 'http' | 'upgrade' | 'open' | 'message' | 'drain' | 'close' | 'timer';
+
+/** A throw or rejection caught at the transport edge (or in a timer the gateway started). */
+export interface Fault {
+  site: FaultSite;
+  error: unknown;
+  /** What the log needs to find the request: method and path, remote address, session id. */
+  context: Record<string, string>;
+}
+
+/** Where contained faults go: the error log and a metric. */
+export interface FaultSink {
+  /** Told of every fault caught at the edge, after the request or connection got its answer. */
+  report(fault: Fault): void;
+  /** Test-only: runs first inside every guarded callback; a throw from it is handled as a fault. */
+  inject?: ((site: FaultSite, context: Record<string, string>) => void) | undefined;
+}
+
 export interface ListenOptions {
   host: string;
   port: number;
@@ -57,6 +106,7 @@ export interface ListenOptions {
   maxBodyBytes: number;
   routes: HttpRoute[];
   sockets: SocketEndpoint[];
+  faults: FaultSink;
 }
 
 /** A listening server. */

@@ -1,31 +1,44 @@
 import uWS from 'uWebSockets.js';
-import type { ConnectionHandler } from '../gateway/connection.js';
-import type { HttpReply, HttpRequestInfo, HttpRoute, HttpServer, ListenOptions, SocketEndpoint, UpgradeDecision, UpgradeRequest } from './types.js';
+import type { Connection, ConnectionHandler, FaultSite, HttpReply, HttpRequestInfo, HttpRoute, HttpServer, ListenOptions, SocketEndpoint, UpgradeDecision, UpgradeRequest } from './types.js';
 
 /*
  * The only file that knows uWebSockets.js. Everything a request carries is copied out of `req`
  * synchronously: uWS invalidates `req` when the handler returns, and `res` once aborted.
+ *
+ * A throw out of any uWS callback ends the Node process, so every callback runs inside `guard`:
+ * a fault is reported, and the one request or connection it happened in gets an answer (500, a
+ * 1011 close) while everything else goes on.
  */
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 304: 'Not Modified', 400: 'Bad Request', 401: 'Unauthorized',
-  403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 413: 'Payload Too Large',
+  403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict', 413: 'Payload Too Large',
   426: 'Upgrade Required', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
 };
 
+const JSON_TYPE = { 'content-type': 'application/json' };
+const INTERNAL_ERROR: HttpReply = { status: 500, headers: JSON_TYPE, body: '{"error":"internal","message":"the server failed to answer this request"}' };
+const BAD_PATH: HttpReply = { status: 400, headers: JSON_TYPE, body: '{"error":"bad_request","message":"malformed percent-encoding in the path"}' };
+const UPGRADE_FAILED = { accept: false, status: 500, headers: JSON_TYPE, body: '{"error":"internal","message":"upgrade failed"}' } as const satisfies UpgradeDecision;
+
 interface SocketData {
   handler: ConnectionHandler | undefined;
-  open: ((connection: import('../gateway/connection.js').Connection) => ConnectionHandler) | undefined;
+  open: ((connection: Connection) => ConnectionHandler) | undefined;
   remoteAddress: string;
+  path: string;
   closed: boolean;
 }
+
+type Guard = (site: FaultSite, context: () => Record<string, string>, body: () => void, recover?: () => void) => void;
 
 /** Starts the HTTP and WebSocket server; resolves once it listens. */
 export function listen(options: ListenOptions): Promise<HttpServer> {
   const app = uWS.App();
   const sockets = new Set<uWS.WebSocket<SocketData>>();
-  for (const endpoint of options.sockets) addSocketEndpoint(app, endpoint, sockets);
-  for (const route of options.routes) addRoute(app, route, options.maxBodyBytes);
+  const guard = makeGuard(options);
+  for (const endpoint of options.sockets) addSocketEndpoint(app, endpoint, sockets, guard);
+  for (const route of options.routes) addRoute(app, route, options.maxBodyBytes, guard);
+  addMethodNotAllowed(app, options, guard);
   return new Promise((resolve, reject) => {
     app.listen(options.host, options.port, (listenSocket) => {
       if (!listenSocket) return reject(new Error(`cannot listen on ${options.host}:${options.port}`));
@@ -48,7 +61,47 @@ export function listen(options: ListenOptions): Promise<HttpServer> {
   });
 }
 
-function addSocketEndpoint(app: uWS.TemplatedApp, endpoint: SocketEndpoint, sockets: Set<uWS.WebSocket<SocketData>>): void {
+function makeGuard(options: ListenOptions): Guard {
+  const report = (site: FaultSite, error: unknown, context: () => Record<string, string>): void => {
+    try {
+      options.faults.report({ site, error, context: safeContext(context) });
+    } catch (reportError) {
+      // The fault handler itself failed: stderr is all that is left, and the process must go on.
+      console.error('fault handler failed', reportError, 'while reporting', error);
+    }
+  };
+  return (site, context, body, recover) => {
+    try {
+      options.faults.inject?.(site, safeContext(context));
+      body();
+    } catch (error) {
+      report(site, error, context);
+      try {
+        recover?.();
+      } catch (recoverError) {
+        report(site, recoverError, context);
+      }
+    }
+  };
+}
+
+function safeContext(context: () => Record<string, string>): Record<string, string> {
+  try {
+    return context();
+  } catch {
+    return {};
+  }
+}
+
+function addSocketEndpoint(app: uWS.TemplatedApp, endpoint: SocketEndpoint, sockets: Set<uWS.WebSocket<SocketData>>, guard: Guard): void {
+  const socketContext = (ws: uWS.WebSocket<SocketData>) => (): Record<string, string> => {
+    const data = ws.getUserData();
+    return { path: data.path, remoteAddress: data.remoteAddress, ...data.handler?.describe?.() };
+  };
+  // A failed handler closes its own socket only; `end` on a closed socket is a no-op.
+  const closeForFault = (ws: uWS.WebSocket<SocketData>) => (): void => {
+    if (!ws.getUserData().closed) ws.end(1011, 'internal error');
+  };
   app.ws<SocketData>(endpoint.pattern, {
     compression: uWS.DISABLED,
     maxPayloadLength: endpoint.maxPayloadLength,
@@ -61,104 +114,189 @@ function addSocketEndpoint(app: uWS.TemplatedApp, endpoint: SocketEndpoint, sock
       res.onAborted(() => {
         aborted = true;
       });
-      const request = copyUpgrade(res, req);
-      const key = req.getHeader('sec-websocket-key');
-      const extensions = req.getHeader('sec-websocket-extensions');
       let answered = false;
-      const finish = (decision: UpgradeDecision): void => {
+      const finish = (decision: UpgradeDecision, request: UpgradeRequest, key: string, extensions: string): void => {
         // One answer only: after upgrade() the response object is gone, even if open() threw.
         if (aborted || answered) return;
         answered = true;
         res.cork(() => {
-          if (!decision.accept) return writeReply(res, { status: decision.status, body: decision.body, headers: decision.headers ?? {} });
-          const data: SocketData = { handler: undefined, open: decision.open, remoteAddress: request.remoteAddress, closed: false };
+          if (!decision.accept) return writeReply(res, { status: decision.status, body: decision.body, headers: decision.headers ?? {} }, false);
+          const data: SocketData = { handler: undefined, open: decision.open, remoteAddress: request.remoteAddress, path: request.path, closed: false };
           res.upgrade(data, key, decision.protocol ?? '', extensions, context);
         });
       };
-      try {
-        const decision = endpoint.upgrade(request);
-        if (decision instanceof Promise) decision.then(finish, () => finish({ accept: false, status: 500, body: 'upgrade failed' }));
-        else finish(decision);
-      } catch {
-        finish({ accept: false, status: 500, body: 'upgrade failed' });
-      }
+      let request: UpgradeRequest | undefined;
+      const describe = (): Record<string, string> => (request ? { path: request.path, remoteAddress: request.remoteAddress } : {});
+      guard(
+        'upgrade',
+        describe,
+        () => {
+          const copied = copyUpgrade(res, req);
+          request = copied;
+          const key = req.getHeader('sec-websocket-key');
+          const extensions = req.getHeader('sec-websocket-extensions');
+          const decision = endpoint.upgrade(copied);
+          if (!(decision instanceof Promise)) return finish(decision, copied, key, extensions);
+          decision.then(
+            (settled) => guard('upgrade', describe, () => finish(settled, copied, key, extensions), () => finish(UPGRADE_FAILED, copied, key, extensions)),
+            (error: unknown) => guard('upgrade', describe, () => { throw error; }, () => finish(UPGRADE_FAILED, copied, key, extensions)),
+          );
+        },
+        () => {
+          if (aborted || answered) return;
+          answered = true;
+          res.cork(() => writeReply(res, UPGRADE_FAILED, false));
+        },
+      );
     },
     open: (ws) => {
       sockets.add(ws);
       const data = ws.getUserData();
-      try {
-        data.handler = openHandler(ws, data);
-      } catch {
-        // A handler that cannot start must not take the process down: close this socket only.
-        ws.end(1011, 'internal error');
-      }
-      data.open = undefined;
+      guard('open', socketContext(ws), () => {
+        const open = data.open!;
+        data.open = undefined;
+        data.handler = open(wrapSocket(ws, data));
+      }, closeForFault(ws));
     },
-    message: (ws, message, isBinary) => ws.getUserData().handler?.message(message, isBinary),
-    drain: (ws) => ws.getUserData().handler?.drain(),
-    close: (ws, code) => {
+    message: (ws, message, isBinary) => guard('message', socketContext(ws), () => ws.getUserData().handler?.message(message, isBinary), closeForFault(ws)),
+    drain: (ws) => guard('drain', socketContext(ws), () => ws.getUserData().handler?.drain(), closeForFault(ws)),
+    close: (ws, code, message) => {
       sockets.delete(ws);
       const data = ws.getUserData();
       data.closed = true;
-      data.handler?.closed(code);
+      guard('close', socketContext(ws), () => data.handler?.closed(code, Buffer.from(message).toString()));
     },
   });
 }
 
-function addRoute(app: uWS.TemplatedApp, route: HttpRoute, maxBodyBytes: number): void {
+function addRoute(app: uWS.TemplatedApp, route: HttpRoute, maxBodyBytes: number, guard: Guard): void {
   const paramNames = route.pattern.split('/').filter((part) => part.startsWith(':')).map((part) => part.slice(1));
-  app[route.method](route.pattern, (res, req) => {
+  const handler = (head: boolean) => (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
     let aborted = false;
+    let answered = false;
     res.onAborted(() => {
       aborted = true;
     });
-    const request: HttpRequestInfo = {
-      method: req.getCaseSensitiveMethod(),
-      path: req.getUrl(),
-      query: req.getQuery() ?? '',
-      headers: copyHeaders(req),
-      remoteAddress: remoteAddressOf(res),
-      params: Object.fromEntries(paramNames.map((name, index) => [name, decodeURIComponent(req.getParameter(index) ?? '')])),
-      body: new Uint8Array(0),
-    };
     const respond = (reply: HttpReply): void => {
-      if (!aborted) res.cork(() => writeReply(res, reply));
+      if (aborted || answered) return;
+      answered = true;
+      res.cork(() => writeReply(res, reply, head));
     };
-    const run = (): void => {
-      Promise.resolve()
-        .then(() => route.handle(request))
-        .then(respond, () => respond({ status: 500, headers: { 'content-type': 'application/json' }, body: '{"error":"internal"}' }));
-    };
-    if (request.method === 'GET' || request.method === 'HEAD') return run();
-    readBody(res, maxBodyBytes, (body) => {
-      if (body === undefined) return respond({ status: 413, body: 'request body too large' });
-      request.body = body;
-      run();
-    });
-  });
+    let described: Record<string, string> = {};
+    const describe = (): Record<string, string> => described;
+    guard(
+      'http',
+      describe,
+      () => {
+        const method = req.getCaseSensitiveMethod();
+        const path = req.getUrl();
+        described = { method, path, remoteAddress: remoteAddressOf(res) };
+        const params = decodeParams(req, paramNames);
+        const request: HttpRequestInfo = {
+          method,
+          path,
+          query: req.getQuery() ?? '',
+          headers: copyHeaders(req),
+          remoteAddress: described.remoteAddress!,
+          params: params ?? {},
+          body: new Uint8Array(0),
+        };
+        if (params === undefined) return respond(BAD_PATH);
+        const run = (): void => {
+          Promise.resolve()
+            .then(() => route.handle(request))
+            .then(respond, (error: unknown) => guard('http', describe, () => { throw error; }, () => respond(INTERNAL_ERROR)));
+        };
+        if (route.method === 'get') return run();
+        readBody(res, maxBodyBytes, guard, describe, (body) => {
+          if (body === undefined) return respond({ status: 413, headers: JSON_TYPE, body: '{"error":"payload_too_large","message":"request body too large"}' });
+          request.body = body;
+          run();
+        }, () => respond(INTERNAL_ERROR));
+      },
+      () => respond(INTERNAL_ERROR),
+    );
+  };
+  app[route.method](route.pattern, handler(false));
+  if (route.method === 'get') app.head(route.pattern, handler(true));
 }
 
-function readBody(res: uWS.HttpResponse, maxBytes: number, done: (body: Uint8Array | undefined) => void): void {
+/** A known path asked with a method it does not serve: `405` with the methods it does. */
+function addMethodNotAllowed(app: uWS.TemplatedApp, options: ListenOptions, guard: Guard): void {
+  const allowed = new Map<string, Set<string>>();
+  const allow = (pattern: string, ...methods: string[]): void => {
+    const set = allowed.get(pattern) ?? new Set<string>();
+    for (const method of methods) set.add(method);
+    allowed.set(pattern, set);
+  };
+  for (const endpoint of options.sockets) allow(endpoint.pattern, 'GET');
+  for (const route of options.routes) {
+    if (route.method === 'get') allow(route.pattern, 'GET', 'HEAD');
+    else allow(route.pattern, route.method === 'del' ? 'DELETE' : 'POST');
+  }
+  for (const [pattern, methods] of allowed) {
+    const reply: HttpReply = {
+      status: 405,
+      headers: { ...JSON_TYPE, allow: [...methods].join(', ') },
+      body: JSON.stringify({ error: 'method_not_allowed', message: `use ${[...methods].join(' or ')}` }),
+    };
+    app.any(pattern, (res, req) => {
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      const head = req.getCaseSensitiveMethod() === 'HEAD';
+      guard('http', () => ({ method: 'any', path: pattern }), () => {
+        if (!aborted) res.cork(() => writeReply(res, reply, head));
+      });
+    });
+  }
+}
+
+function decodeParams(req: uWS.HttpRequest, names: readonly string[]): Record<string, string> | undefined {
+  const params: Record<string, string> = {};
+  for (const [index, name] of names.entries()) {
+    try {
+      params[name] = decodeURIComponent(req.getParameter(index) ?? '');
+    } catch {
+      return undefined;
+    }
+  }
+  return params;
+}
+
+function readBody(
+  res: uWS.HttpResponse,
+  maxBytes: number,
+  guard: Guard,
+  describe: () => Record<string, string>,
+  done: (body: Uint8Array | undefined) => void,
+  fail: () => void,
+): void {
   const chunks: Buffer[] = [];
   let size = 0;
-  let tooLarge = false;
+  let over = false;
   res.onData((chunk, isLast) => {
-    if (tooLarge) return;
-    size += chunk.byteLength;
-    if (size > maxBytes) {
-      tooLarge = true;
-      return done(undefined);
-    }
-    // uWS reuses the chunk's memory after this callback: copy it.
-    chunks.push(Buffer.from(chunk.slice(0)));
-    if (isLast) done(Buffer.concat(chunks));
+    guard('http', describe, () => {
+      if (over) return;
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        over = true;
+        return done(undefined);
+      }
+      // uWS reuses the chunk's memory after this callback: copy it.
+      chunks.push(Buffer.from(chunk.slice(0)));
+      if (isLast) done(Buffer.concat(chunks));
+    }, fail);
   });
 }
 
-function writeReply(res: uWS.HttpResponse, reply: HttpReply): void {
+function writeReply(res: uWS.HttpResponse, reply: HttpReply, head: boolean): void {
   res.writeStatus(`${reply.status} ${STATUS_TEXT[reply.status] ?? 'Status'}`);
   for (const [name, value] of Object.entries(reply.headers ?? {})) res.writeHeader(name, value);
-  res.end(reply.body ?? '');
+  const body = reply.body ?? '';
+  if (head) res.endWithoutBody(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+  else res.end(body);
 }
 
 function copyUpgrade(res: uWS.HttpResponse, req: uWS.HttpRequest): UpgradeRequest {
@@ -184,9 +322,9 @@ function remoteAddressOf(res: uWS.HttpResponse): string {
   return Buffer.from(res.getRemoteAddressAsText()).toString();
 }
 
-/** Wraps a uWS socket as the gateway's Connection and opens the endpoint's handler on it. */
-function openHandler(ws: uWS.WebSocket<SocketData>, data: SocketData): ConnectionHandler {
-  return data.open!({
+/** Wraps a uWS socket as the gateway's Connection. */
+function wrapSocket(ws: uWS.WebSocket<SocketData>, data: SocketData): Connection {
+  return {
     remoteAddress: data.remoteAddress,
     send(message, isBinary) {
       if (data.closed) return false;
@@ -206,5 +344,5 @@ function openHandler(ws: uWS.WebSocket<SocketData>, data: SocketData): Connectio
     subscribe(topic) {
       if (!data.closed) ws.subscribe(topic);
     },
-  });
+  };
 }

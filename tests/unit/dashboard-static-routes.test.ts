@@ -34,8 +34,8 @@ describe('static dashboard routes', () => {
     writeFileSync(path.join(root, 'favicon.svg'), '<svg/>');
     writeFileSync(path.join(path.dirname(root), `${path.basename(root)}-secret.txt`), 'secret');
     const health = { method: 'get' as const, pattern: '/healthz', handle: () => ({ status: 200, body: 'ok' }) };
-    server = await listen({ host: '127.0.0.1', port: 0, maxBodyBytes: 1024, sockets: [], routes: [health, ...staticRoutes({ root })] });
-    emptyServer = await listen({ host: '127.0.0.1', port: 0, maxBodyBytes: 1024, sockets: [], routes: staticRoutes({ root: path.join(root, 'missing') }) });
+    server = await listen({ host: '127.0.0.1', port: 0, maxBodyBytes: 1024, sockets: [], faults: { report: () => undefined }, routes: [health, ...staticRoutes({ root })] });
+    emptyServer = await listen({ host: '127.0.0.1', port: 0, maxBodyBytes: 1024, sockets: [], faults: { report: () => undefined }, routes: staticRoutes({ root: path.join(root, 'missing') }) });
   });
 
   afterAll(() => {

@@ -1,0 +1,42 @@
+/**
+ * The Host header check against DNS rebinding: a page on a name the attacker controls, re-pointed
+ * at 127.0.0.1, sends `Host: evil.example` and an Origin to match, so comparing the two proves
+ * nothing. An open service therefore serves only the names it knows: its listen address, localhost,
+ * loopback addresses and the configured ones.
+ */
+export class HostCheck {
+  private readonly names: ReadonlySet<string> | 'any';
+
+  constructor(listenHost: string, configured: string) {
+    const list = configured.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean);
+    this.names = list.includes('*') ? 'any' : new Set([...list, normalize(listenHost), 'localhost']);
+  }
+
+  /** True when the Host header (with or without a port) names this service. */
+  allows(hostHeader: string | undefined): boolean {
+    if (this.names === 'any') return true;
+    if (hostHeader === undefined) return false;
+    const name = hostName(hostHeader);
+    return name !== undefined && (this.names.has(name) || isLoopback(name) || name.endsWith('.localhost'));
+  }
+}
+
+/** The host name of a Host header: without port, brackets or trailing dot, lower case. */
+function hostName(header: string): string | undefined {
+  const value = header.trim().toLowerCase();
+  if (value.startsWith('[')) {
+    const end = value.indexOf(']');
+    return end > 0 ? value.slice(1, end) : undefined;
+  }
+  const colon = value.indexOf(':');
+  return normalize(colon >= 0 ? value.slice(0, colon) : value);
+}
+
+function normalize(name: string): string {
+  const lower = name.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}
+
+function isLoopback(name: string): boolean {
+  return name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}
