@@ -20,7 +20,7 @@ export interface AccessControl {
 /** Loads the keys file and the admin token; says loudly when the service runs without keys. */
 export async function createAccessControl(config: Config, logger: Logger): Promise<AccessControl> {
   const adminToken = AdminToken.fromConfig(config.adminToken, config.adminTokenFile);
-  if (adminToken.generatedFile) logger.warn({ file: adminToken.generatedFile }, 'ADMIN_TOKEN is empty: a random admin token was written to this file');
+  logAdminToken(adminToken, logger);
   const keys = config.keysFile ? await ApiKeyStore.load(config.keysFile) : undefined;
   if (keys) logger.info({ keysFile: config.keysFile, keys: keys.size }, 'API keys loaded');
   else logger.warn('KEYS_FILE is not set: the service runs OPEN, any client may connect without an API key');
@@ -35,4 +35,17 @@ export async function createAccessControl(config: Config, logger: Logger): Promi
       },
     },
   };
+}
+
+/** Says where the admin token comes from (never the token itself) and warns about a token file others can read. */
+function logAdminToken(adminToken: AdminToken, logger: Logger): void {
+  const file = adminToken.generatedFile;
+  if (!file) return;
+  if (adminToken.source === 'created') logger.warn({ file }, 'ADMIN_TOKEN is empty: a random admin token was written to this file');
+  else if (adminToken.source === 'replaced') logger.warn({ file }, 'ADMIN_TOKEN is empty and this file held no usable token: a new random admin token was written to it');
+  else logger.info({ file }, 'ADMIN_TOKEN is empty: using the admin token kept in this file');
+  if (adminToken.fileOpenToOthers) {
+    const mode = (adminToken.fileMode ?? 0).toString(8).padStart(3, '0');
+    logger.warn({ file, mode }, 'the admin token file can be read or written by other users: restrict it with chmod 600');
+  }
 }
