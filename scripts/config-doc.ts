@@ -1,6 +1,7 @@
 /**
- * Writes `.env.example` and prints the README's configuration table from the settings table in
- * server/config/config.ts, so the documentation cannot drift from the code.
+ * Writes `.env.example` and the README's configuration table from the settings table in
+ * server/config/config.ts, so the documentation cannot drift from the code; `--check` fails when
+ * either is out of date.
  * Usage: npm run config:doc [-- --check]
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -17,13 +18,22 @@ const envExample = [
 
 const table = ['| Variable | Default | Meaning |', '| --- | --- | --- |', ...rows.map((row) => `| \`${row.env}\` | ${row.defaultText === '(empty)' ? '(empty)' : `\`${row.defaultText}\``} | ${row.describe.replace(/\|/g, '\\|')} |`)].join('\n');
 
+/** The README with its configuration table (the block that starts with the table's header) replaced. */
+function readmeWithTable(readme: string): string {
+  const start = readme.indexOf('| Variable | Default | Meaning |');
+  if (start < 0) throw new Error('README.md has no configuration table');
+  const end = readme.indexOf('\n\n', start);
+  return readme.slice(0, start) + table + readme.slice(end < 0 ? readme.length : end);
+}
+
+const readme = readFileSync('README.md', 'utf8');
 if (process.argv.includes('--check')) {
-  const current = readFileSync('.env.example', 'utf8');
-  if (current !== envExample) {
-    console.error('.env.example is out of date: run npm run config:doc');
+  const stale = [readFileSync('.env.example', 'utf8') !== envExample && '.env.example', readmeWithTable(readme) !== readme && "README.md's configuration table"].filter(Boolean);
+  if (stale.length > 0) {
+    console.error(`${stale.join(' and ')} out of date: run npm run config:doc`);
     process.exit(1);
   }
 } else {
   writeFileSync('.env.example', envExample);
-  console.log(table);
+  writeFileSync('README.md', readmeWithTable(readme));
 }

@@ -53,10 +53,10 @@ export const settings = {
   sendHighWaterBytes: integer('SEND_HIGH_WATER_BYTES', 'Buffered bytes on a socket at which its streams pause', 256 * 1024, 1024, 64 * 1024 * 1024),
   shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 'How long running streams may finish after SIGTERM', 10_000, 0, 600_000),
   adminToken: {
-    ...text('ADMIN_TOKEN', 'Token for the dashboard and admin API; empty: a random one is written to ADMIN_TOKEN_FILE', ''),
+    ...text('ADMIN_TOKEN', 'Token for the dashboard and admin API; empty: the token in ADMIN_TOKEN_FILE, made at random (mode 0600) the first time and kept across restarts', ''),
     secret: true,
   },
-  adminTokenFile: text('ADMIN_TOKEN_FILE', 'Where the generated admin token is written when ADMIN_TOKEN is empty', '.admin-token'),
+  adminTokenFile: text('ADMIN_TOKEN_FILE', 'File holding the admin token when ADMIN_TOKEN is empty', '.admin-token'),
   logLevel: oneOf('LOG_LEVEL', 'Log level', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   logToFiles: flag('LOG_TO_FILES', 'Write app.log, access.log and error.log under LOG_DIR (false: stdout only)', true),
   logDir: text('LOG_DIR', 'Folder of app.log, access.log and error.log', 'logs'),

@@ -124,7 +124,7 @@ export class ServiceMetrics {
     this.connectionsOpened = new Counter({ name: name('connections_opened_total'), help: 'WebSocket connections opened on the stream endpoint', registers });
     this.connectionsClosed = new Counter({
       name: name('connections_closed_total'),
-      help: 'WebSocket connections closed, by cause: client, idle, flood, slow_consumer, shutdown, admin, too_big, error',
+      help: 'WebSocket connections closed, by cause: client, idle, flood, slow_consumer, shutdown, admin, too_big, invalid_utf8, error',
       labelNames: ['cause'],
       registers,
     });

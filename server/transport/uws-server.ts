@@ -182,22 +182,21 @@ function addRoute(app: uWS.TemplatedApp, route: HttpRoute, maxBodyBytes: number,
       answered = true;
       res.cork(() => writeReply(res, reply, head));
     };
-    let described: Record<string, string> = {};
-    const describe = (): Record<string, string> => described;
+    // Copied on first use, which is inside this callback: `req` is valid only until it returns.
+    let described: Record<string, string> | undefined;
+    const describe = (): Record<string, string> => (described ??= { method: req.getCaseSensitiveMethod(), path: req.getUrl(), remoteAddress: remoteAddressOf(res) });
     guard(
       'http',
       describe,
       () => {
-        const method = req.getCaseSensitiveMethod();
-        const path = req.getUrl();
-        described = { method, path, remoteAddress: remoteAddressOf(res) };
+        const { method, path, remoteAddress } = describe() as { method: string; path: string; remoteAddress: string };
         const params = decodeParams(req, paramNames);
         const request: HttpRequestInfo = {
           method,
           path,
           query: req.getQuery() ?? '',
           headers: copyHeaders(req),
-          remoteAddress: described.remoteAddress!,
+          remoteAddress,
           params: params ?? {},
           body: new Uint8Array(0),
         };
@@ -235,12 +234,15 @@ function addMethodNotAllowed(app: uWS.TemplatedApp, options: ListenOptions, guar
     else allow(route.pattern, route.method === 'del' ? 'DELETE' : 'POST');
   }
   for (const [pattern, methods] of allowed) {
+    // A GET route on `/*` (the dashboard) would answer GET for every path: a path that has routes
+    // but no GET route gets explicit GET and HEAD handlers, which outrank the wildcard.
+    const ownGet = !methods.has('GET');
     const reply: HttpReply = {
       status: 405,
       headers: { ...JSON_TYPE, allow: [...methods].join(', ') },
       body: JSON.stringify({ error: 'method_not_allowed', message: `use ${[...methods].join(' or ')}` }),
     };
-    app.any(pattern, (res, req) => {
+    const refuse = (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
@@ -249,7 +251,9 @@ function addMethodNotAllowed(app: uWS.TemplatedApp, options: ListenOptions, guar
       guard('http', () => ({ method: 'any', path: pattern }), () => {
         if (!aborted) res.cork(() => writeReply(res, reply, head));
       });
-    });
+    };
+    app.any(pattern, refuse);
+    if (ownGet) app.get(pattern, refuse).head(pattern, refuse);
   }
 }
 

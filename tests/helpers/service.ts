@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { connect, type ConnectOptions, type LlmClient, type WebSocketConstructor } from '../../protocol/index.js';
-import { startService, type Service } from '../../server/app.js';
+import { startService, type Service, type ServiceHooks } from '../../server/app.js';
 import { loadConfig, type Config } from '../../server/config/config.js';
 import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
 import { createLogger, type Logger } from '../../server/telemetry/logger.js';
@@ -12,7 +12,7 @@ import { createLogger, type Logger } from '../../server/telemetry/logger.js';
 export const SHARED_MODELS_DIR = path.join(os.tmpdir(), 'llm-stream-test-models');
 
 /** Starts the real service on an ephemeral loopback port over the demo model. */
-export async function startTestService(overrides: Partial<Config> = {}, logger?: Logger): Promise<Service> {
+export async function startTestService(overrides: Partial<Config> = {}, logger?: Logger, hooks: ServiceHooks = {}): Promise<Service> {
   await ensureDemoModel(SHARED_MODELS_DIR);
   const config: Config = {
     ...loadConfig({}),
@@ -32,7 +32,7 @@ export async function startTestService(overrides: Partial<Config> = {}, logger?:
     responseCacheEntries: 0,
     ...overrides,
   };
-  const service = await startService(config, logger ?? createLogger(config.logLevel));
+  const service = await startService(config, logger ?? createLogger(config.logLevel), hooks);
   await waitReady(service);
   return service;
 }
