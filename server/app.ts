@@ -49,8 +49,11 @@ const POLL_MS = 20;
 const MAX_BODY_BYTES = 1024 * 1024;
 /** Prompts up to this long are tokenized on the event loop: about 2-5 ms at most, measured on the demo model. */
 const INLINE_TOKENIZE_MAX_CHARS = 2048;
-/** The tokenizer worker gives its memory back after this long without a long prompt. */
-const TOKENIZER_IDLE_MS = 60_000;
+/**
+ * The tokenizer worker (about 40 MB) gives its memory back after this long without a long prompt;
+ * starting it again costs the next long prompt about a second.
+ */
+const TOKENIZER_IDLE_MS = 10 * 60_000;
 
 /** Seams for tests; production passes none. */
 export interface ServiceHooks {

@@ -1,5 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { EndFrame, ServerFrame } from '../../protocol/index.js';
+import WebSocket from 'ws';
+import { connect, type EndFrame, type ServerFrame, type WebSocketConstructor } from '../../protocol/index.js';
 import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
 import { spawnServer, type ChildServer } from '../helpers/attack-server-process.js';
 import { requestFrameViolations } from '../helpers/attack-socket.js';
@@ -75,8 +76,8 @@ describe('SIGTERM', () => {
     console.info(`late gen after SIGTERM: ${JSON.stringify(late)}`);
     if ('closed' in late) expect(late.closed).toBe(1001);
     else expect(late).toMatchObject({ t: 'err', id: 'late', code: 'shutting_down' });
-    // The listen socket is closed: no new connection gets in.
-    await expect(RawSocket.open(server.streamUrl)).rejects.toThrow();
+    // No new connection gets in: refused with 503 while the streams drain, or the port is closed.
+    await expect(RawSocket.open(server.streamUrl)).rejects.toThrow(/upgrade refused: 503|ECONNREFUSED/);
 
     const closes = await Promise.all([a.closed, b.closed, idle.closed]);
     const exit = await server.exited;
@@ -158,5 +159,39 @@ describe('SIGTERM', () => {
     expect(refusal).not.toHaveProperty('id');
     expect(ends).toHaveLength(1);
     expect(ends[0]).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 400 } });
+  });
+
+  it('drains as a load balancer sees it: health 503 and upgrades 503 while streams finish, then the port closes', async () => {
+    const server = await start({ SHUTDOWN_GRACE_MS: '20000' });
+    const a = await open(server);
+    a.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 1500, temperature: 0 });
+    await a.next((frame) => frame.t === 'tok' && frame.id === 'a');
+    server.child.kill('SIGTERM');
+    await server.waitForLog('shutting down', 5000);
+
+    const health = await fetch(`${server.httpUrl}/healthz`);
+    expect(health.status).toBe(503);
+    expect(await health.json()).toEqual({ status: 'shutting_down' });
+    const ready = await fetch(`${server.httpUrl}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ status: 'shutting_down' });
+    const upgrade = await connect(server.streamUrl, { WebSocket: WebSocket as unknown as WebSocketConstructor }).catch((error: unknown) => error);
+    expect(upgrade).toMatchObject({ code: 'shutting_down', status: 503, retryAfterMs: 5000 });
+
+    // Probe until the port closes: every answer before that is 503, and it closes only after the stream ended.
+    const answers: number[] = [];
+    let portClosedAt = -1;
+    while (portClosedAt < 0) {
+      const status = await fetch(`${server.httpUrl}/healthz`).then((response) => response.status, () => undefined);
+      if (status === undefined) portClosedAt = performance.now();
+      else answers.push(status);
+    }
+    const end = terminals(a.frames, 'a');
+    expect(end).toHaveLength(1);
+    expect(end[0]).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 1500 } });
+    expect(a.arrivalOf('end', 'a')).toBeLessThan(portClosedAt);
+    expect(new Set(answers)).toEqual(new Set([503]));
+    expect((await a.closed).code).toBe(1001);
+    expect(await server.exited).toMatchObject({ code: 0, signal: null });
   });
 });
