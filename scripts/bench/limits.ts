@@ -1,8 +1,7 @@
 /**
  * Cost of the limiter, the flood detector, key lookup and the frame decoder, set against the
  * per-token budget of the demo model measured in the same run (node-llama-cpp, CPU, 1 thread).
- * Target: each per-frame cost under 1 % of the time one token takes to generate.
- * Usage: npm run bench:limits -- [--tokens 500] [--rounds 3] [--time 1000]
+ * Target: each per-frame cost under 1 % of the time one token takes to generate (see USAGE).
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -16,13 +15,35 @@ import { FloodDetector } from '../../server/limits/flood-detector.js';
 import { TokenBucket } from '../../server/limits/token-bucket.js';
 import { median, table } from './stats.js';
 
+const USAGE = `Usage: npm run bench:limits -- [options]
+
+Times the token bucket, the flood detector, the gen frame decoder, the tok frame encoder and API
+key lookup (tinybench, in this process), against the demo model's time per token measured here
+(node-llama-cpp, CPU, 1 thread). Prints ns per operation and its share of the token budget.
+
+Options:
+  --tokens N     tokens per run of the demo model (default 500)
+  --rounds N     runs of the demo model; the median is the budget (default 3)
+  --time MS      tinybench time per operation (default 1000)
+  -h, --help     print this and exit
+
+It runs no server and talks to none: --target, PORT and LLM_API_KEY do not apply.
+`;
+
 const { values: args } = parseArgs({
   options: {
     tokens: { type: 'string', default: '500' },
     rounds: { type: 'string', default: '3' },
     time: { type: 'string', default: '1000' },
+    target: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   },
 });
+if (args.help || args.target !== undefined) {
+  if (args.target !== undefined) console.error('bench:limits measures code in this process and talks to no server; --target does not apply.\n');
+  process.stdout.write(USAGE);
+  process.exit(args.help ? 0 : 2);
+}
 const TOKENS = Number(args.tokens);
 const ROUNDS = Number(args.rounds);
 const TIME_MS = Number(args.time);

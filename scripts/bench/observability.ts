@@ -3,8 +3,7 @@
  * versus one with all of them off, plus a second "off" server to show the noise floor (base vs
  * base). The three run side by side and take turns, one stream at a time, so drift on a shared
  * machine hits them alike. The "on" server has a dashboard subscribed to its feed and is scraped
- * every 5 s, as in production.
- * Usage: npm run bench:observability -- [--tokens 512] [--rounds 15]
+ * every 5 s, as in production (see USAGE).
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -18,12 +17,35 @@ import { measureStream } from './measure-stream.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { median, quantile, table } from './stats.js';
 
+const USAGE = `Usage: npm run bench:observability -- [options]
+
+Streams through three servers in turn on the demo model (1 engine thread, 1 slot each): two with
+metrics, live feed and logs off (their difference is the noise floor) and one with all of them on,
+a dashboard subscribed and a scrape every 5 s. Prints tokens/s per server and the overhead;
+writes bench-results/observability.json.
+
+Options:
+  --tokens N     tokens per generation (default 512)
+  --rounds N     rounds, each streaming once through every server (default 15)
+  -h, --help     print this and exit
+
+It starts its own servers with these settings, so --target and PORT do not apply; they run
+without API keys (leave KEYS_FILE unset), so LLM_API_KEY is not used.
+`;
+
 const { values: args } = parseArgs({
   options: {
     tokens: { type: 'string', default: '512' },
     rounds: { type: 'string', default: '15' },
+    target: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   },
 });
+if (args.help || args.target !== undefined) {
+  if (args.target !== undefined) console.error('bench:observability compares servers it starts with different settings; --target does not apply.\n');
+  process.stdout.write(USAGE);
+  process.exit(args.help ? 0 : 2);
+}
 const TOKENS = Number(args.tokens);
 const ROUNDS = Number(args.rounds);
 const OUT_DIR = path.resolve('bench-results');

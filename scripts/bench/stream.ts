@@ -1,8 +1,7 @@
 /**
  * Streaming overhead: the same generation (model, prompt, seed, token count) run directly on
  * node-llama-cpp and through the server to a WebSocket client, alternated in one run, plus the
- * latency from `cancel` to `end`. Usage: npm run bench:stream -- [--models demo,100m] [--tokens 256]
- * [--rounds 5] [--warmups 3] [--coalesce-ms 5,0] (one server per STREAM_COALESCE_MS, side by side)
+ * latency from `cancel` to `end` (see USAGE).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -15,6 +14,27 @@ import { measureStream, type StreamRun } from './measure-stream.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { median, quantile, table } from './stats.js';
 
+const USAGE = `Usage: npm run bench [-- options]   (or npm run bench:stream -- options)
+
+Streams the same generations (model, prompt, seed, token count) directly on node-llama-cpp in this
+process and through the server to a WebSocket client, alternating, and times cancel -> end.
+Prints tokens/s, TTFT and server/direct per model; writes bench-results/stream.json.
+
+Options:
+  --models LIST       demo and shape presets (tiny, 100m, 135m, 1b) to run (default demo,100m)
+  --tokens N          tokens per generation (default 256)
+  --rounds N          measured rounds (default 5)
+  --warmups N         warm-up rounds (default 3)
+  --cancels N         cancels after the third token, timed to their end frame (default 20)
+  --coalesce-ms LIST  STREAM_COALESCE_MS values to compare side by side, one server each
+                      (default: the server's default only)
+  -h, --help          print this and exit
+
+It starts its own servers (server/main.ts of this tree, 1 engine thread, 1 slot, no rate limits)
+to compare them with the same model loaded here, so --target and PORT do not apply; they run
+without API keys (leave KEYS_FILE unset), so LLM_API_KEY is not used.
+`;
+
 const { values: args } = parseArgs({
   options: {
     models: { type: 'string', default: 'demo,100m' },
@@ -23,8 +43,15 @@ const { values: args } = parseArgs({
     cancels: { type: 'string', default: '20' },
     warmups: { type: 'string', default: '3' },
     'coalesce-ms': { type: 'string', default: '' },
+    target: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   },
 });
+if (args.help || args.target !== undefined) {
+  if (args.target !== undefined) console.error('bench:stream starts its own servers to compare them with the engine run here; --target does not apply.\n');
+  process.stdout.write(USAGE);
+  process.exit(args.help ? 0 : 2);
+}
 const TOKENS = Number(args.tokens);
 const ROUNDS = Number(args.rounds);
 const CANCELS = Number(args.cancels);
