@@ -7,7 +7,8 @@ import type { Config } from './config/config.js';
 import { ensureDemoModel } from './demo-model/demo-model.js';
 import { createLlamaRuntime } from './engine/llama-runtime.js';
 import { KeyBudgets } from './gateway/key-budgets.js';
-import { SessionRegistry, streamEndpoint } from './gateway/stream-endpoint.js';
+import { SessionRegistry } from './gateway/session-registry.js';
+import { streamEndpoint } from './gateway/stream-endpoint.js';
 import { UpgradeGuard } from './gateway/upgrade-guard.js';
 import type { SessionContext } from './gateway/session.js';
 import { adminRoutes } from './http/admin-routes.js';
@@ -45,7 +46,8 @@ export interface Service {
   shutdown(graceMs?: number): Promise<void>;
 }
 
-const POLL_MS = 20;
+/** After the grace period, how long cancelled streams get to send their end frames. */
+const CANCEL_GRACE_MS = 2000;
 const MAX_BODY_BYTES = 1024 * 1024;
 /** Prompts up to this long are tokenized on the event loop: about 2-5 ms at most, measured on the demo model. */
 const INLINE_TOKENIZE_MAX_CHARS = 2048;
@@ -163,9 +165,9 @@ export async function startService(config: Config, logger: Logger = createLogger
         // Draining: still listening, so a load balancer sees /readyz and /healthz answer 503 and
         // new upgrades refused with 503 while the running streams finish.
         shuttingDown = true;
-        await waitUntil(() => sessions.inFlight === 0, graceMs);
-        for (const session of sessions.sessions) for (const request of session.requests.values()) request.cancel('shutdown');
-        await waitUntil(() => sessions.inFlight === 0, 2000);
+        await sessions.whenIdle(graceMs);
+        sessions.cancelAll('shutdown');
+        await sessions.whenIdle(CANCEL_GRACE_MS);
         server.stopListening();
         sessions.closeAll(CloseCode.goingAway, 'server shutting down');
         await loading;
@@ -179,9 +181,4 @@ export async function startService(config: Config, logger: Logger = createLogger
       return stopping;
     },
   };
-}
-
-async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition() && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, POLL_MS));
 }

@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../protocol/index.js';
+import type { ErrFrame, ErrorCode } from '../protocol/index.js';
 
 /** An error a client is told about: a code from the protocol's table, never a stack trace. */
 export class ServiceError extends Error {
@@ -15,4 +15,15 @@ export class ServiceError extends Error {
     this.retryAfterMs = extra.retryAfterMs;
     this.details = extra.details;
   }
+}
+
+/** The `err` frame that tells a client about `error`; with `id`, it is that request's terminal frame. */
+export function errFrameOf(error: ServiceError, id?: string): Omit<ErrFrame, 't'> {
+  return {
+    ...(id !== undefined && { id }),
+    code: error.code,
+    message: error.message,
+    ...(error.retryAfterMs !== undefined && { retryAfterMs: error.retryAfterMs }),
+    ...(error.details !== undefined && { details: error.details }),
+  };
 }

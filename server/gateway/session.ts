@@ -13,25 +13,24 @@ import {
   type ServerFrame,
   type WireFormat,
 } from '../../protocol/index.js';
-import type { ResponseCache } from '../cache/response-cache.js';
-import type { Config } from '../config/config.js';
-import type { ModelPool } from '../pool/model-pool.js';
-import type { CloseCause, Origin, Telemetry } from '../telemetry/events.js';
-import type { Logger } from '../telemetry/logger.js';
+import type { CloseCause, Origin } from '../telemetry/events.js';
 import { ServiceError } from '../errors.js';
 import type { Connection, ConnectionHandler, FaultSink } from '../transport/types.js';
 import { ConnectionLimits } from './connection-limits.js';
 import { FlowControl } from './flow-control.js';
+import type { RequestCounter, RequestHost, RequestServices } from './request-host.js';
+import type { StopCause } from './request-lifecycle.js';
 import { StreamRequest } from './stream-request.js';
 import type { Principal } from './upgrade-guard.js';
 
+/**
+ * Where a connection is: `open`; `dropping` (a stalled reader: its streams are being ended, the
+ * close follows); `closing` (the server sent its close: nothing more is sent); `closed`.
+ */
+export type SessionState = 'open' | 'dropping' | 'closing' | 'closed';
+
 /** What every session shares. */
-export interface SessionContext {
-  config: Config;
-  pool: ModelPool;
-  logger: Logger;
-  telemetry: Telemetry;
-  cache: ResponseCache;
+export interface SessionContext extends RequestServices {
   /** Where a failure in a timer or promise the gateway started is reported. */
   faults: FaultSink;
   /** True once shutdown began: new generations are refused. */
@@ -49,25 +48,25 @@ const CLOSE_GRACE_MS = 2000;
  * One client connection: decodes and validates frames at the edge, applies the connection's
  * limits, keeps its in-flight requests by id and routes frames between them and the socket.
  */
-export class Session implements ConnectionHandler {
+export class Session implements ConnectionHandler, RequestHost {
   readonly id = randomUUID();
   readonly openedAt = Date.now();
-  readonly requests = new Map<string, StreamRequest>();
+  private readonly requests = new Map<string, StreamRequest>();
   readonly origin: Origin;
-  private open = true;
+  private state: SessionState = 'open';
   /** Set when the server closes the socket, so the close is counted under its real cause. */
   private closeCause: CloseCause | undefined;
   readonly limits: ConnectionLimits;
   private readonly flow: FlowControl;
   private lastLimitsSentAt = 0;
   private lastMessageAt = performance.now();
-  private dropping = false;
 
   constructor(
     private readonly connection: Connection,
     readonly format: WireFormat,
     readonly context: SessionContext,
     readonly principal: Principal,
+    private readonly counter: RequestCounter,
   ) {
     this.origin = { session: this.id, remoteAddress: connection.remoteAddress, keyName: principal.keyName };
     this.limits = new ConnectionLimits(context.config, principal.budget);
@@ -106,7 +105,17 @@ export class Session implements ConnectionHandler {
   }
 
   get isOpen(): boolean {
-    return this.open;
+    return this.state !== 'closed';
+  }
+
+  /** Requests admitted on this connection and not yet ended. */
+  get inFlight(): number {
+    return this.requests.size;
+  }
+
+  /** Stops every request of this connection. */
+  cancelAll(cause: StopCause): void {
+    for (const request of this.requests.values()) request.cancel(cause);
   }
 
   /** Greets the client with the protocol, its session id, the models and its limits. */
@@ -163,15 +172,15 @@ export class Session implements ConnectionHandler {
   }
 
   closed(code: number, message: string): void {
-    this.open = false;
-    for (const request of this.requests.values()) request.cancel('disconnected');
+    this.state = 'closed';
+    this.cancelAll('disconnected');
     this.flow.resume();
     this.context.telemetry.connectionClosed(this.origin, this.closeCause ?? this.peerCloseCause(code, message), Date.now() - this.openedAt);
   }
 
   /** Encodes and sends a frame; frames for a closed socket are discarded. */
   send(frame: ServerFrame): void {
-    if (!this.open || this.closeCause) return;
+    if (this.state === 'closing' || this.state === 'closed') return;
     const message = encodeFrame(frame, this.format);
     this.context.telemetry.frameOut(typeof message === 'string' ? Buffer.byteLength(message) : message.byteLength);
     this.connection.send(message, this.format === 'msgpack');
@@ -202,18 +211,20 @@ export class Session implements ConnectionHandler {
 
   /** Resolves when the socket's buffer is below the high-water mark; undefined when it already is. */
   waitWritable(): Promise<void> | undefined {
-    return this.open ? this.flow.waitWritable() : undefined;
+    return this.state === 'closed' ? undefined : this.flow.waitWritable();
   }
 
-  /** A request sent its terminal frame (or its client left): it no longer counts anywhere. */
-  finished(request: StreamRequest): void {
-    this.requests.delete(request.id);
+  /** A request claimed its terminal frame (or its client left): it no longer counts anywhere. */
+  ended(id: string): void {
+    if (!this.requests.delete(id)) return;
     if (this.principal.budget) this.principal.budget.streams--;
+    this.counter.requestEnded();
   }
 
   /** Closes the socket gracefully; `cause` is what metrics and logs record. Nothing is sent after it. */
   close(code: number, reason: string, cause: CloseCause): void {
-    if (!this.open || this.closeCause) return;
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.state = 'closing';
     this.closeCause = cause;
     this.connection.close(code, reason);
   }
@@ -245,9 +256,10 @@ export class Session implements ConnectionHandler {
       }
       return;
     }
-    const request = new StreamRequest(this, frame, receivedAt);
+    const request = new StreamRequest(this, this.context, frame, receivedAt);
     this.requests.set(frame.id, request);
     if (this.principal.budget) this.principal.budget.streams++;
+    this.counter.requestStarted();
     this.sendLimits(false);
     request.run().catch((error: unknown) => this.failed(error));
   }
@@ -292,9 +304,9 @@ export class Session implements ConnectionHandler {
 
   /** The client stopped reading: end its streams (the frames are queued for it) and close. */
   private dropSlowConsumer(): void {
-    if (this.dropping || !this.open) return;
-    this.dropping = true;
-    for (const request of this.requests.values()) request.cancel('slow_consumer');
+    if (this.state !== 'open') return;
+    this.state = 'dropping';
+    this.cancelAll('slow_consumer');
     // Let the cancelled streams queue their end frames before the close frame.
     setImmediate(
       this.guarded(() => {

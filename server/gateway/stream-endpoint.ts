@@ -1,27 +1,11 @@
 import { ConnectErrorCode, STREAM_PATH, Subprotocol, WireLimits, wireFormatOf } from '../../protocol/index.js';
 import type { ConnectionHandler, SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
 import { Session, type SessionContext } from './session.js';
+import type { SessionRegistry } from './session-registry.js';
 import type { UpgradeGuard } from './upgrade-guard.js';
 import { refuseUpgrade } from './upgrade-refusal.js';
 
 const OUR_PROTOCOLS: readonly string[] = [Subprotocol.msgpack, Subprotocol.json];
-
-/** The open sessions, for shutdown and connection counts. */
-export class SessionRegistry {
-  readonly sessions = new Set<Session>();
-
-  /** Closes every session with `code` (their requests are cancelled by the close). */
-  closeAll(code: number, reason: string): void {
-    for (const session of this.sessions) session.close(code, reason, 'shutdown');
-  }
-
-  /** Requests in flight across all sessions. */
-  get inFlight(): number {
-    let count = 0;
-    for (const session of this.sessions) count += session.requests.size;
-    return count;
-  }
-}
 
 /** The `/v1/stream` WebSocket endpoint: negotiates the subprotocol and opens a Session. */
 export function streamEndpoint(context: SessionContext, registry: SessionRegistry, guard: UpgradeGuard): SocketEndpoint {
@@ -47,15 +31,15 @@ export function streamEndpoint(context: SessionContext, registry: SessionRegistr
         accept: true,
         protocol,
         open(connection) {
-          const session = new Session(connection, wireFormatOf(protocol), context, check.principal);
+          const session = new Session(connection, wireFormatOf(protocol), context, check.principal, registry);
           guard.opened(check.principal);
-          registry.sessions.add(session);
+          registry.add(session);
           const handler: ConnectionHandler = {
             message: (data, isBinary) => session.message(data, isBinary),
             drain: () => session.drain(),
             closed: (code, message) => {
               // Bookkeeping first: whatever the session does next, the counts stay right.
-              registry.sessions.delete(session);
+              registry.remove(session);
               guard.closed(check.principal);
               session.closed(code, message);
             },

@@ -1,30 +1,25 @@
 import { randomInt } from 'node:crypto';
 import { EndReason, ErrorCode, type GenFrame } from '../../protocol/index.js';
-import { generate, type GenerationOutcome, type SamplingParams, type TextSink } from '../engine/generate.js';
-import { ServiceError } from '../errors.js';
-import type { LoadedModel } from '../pool/loaded-model.js';
-import type { Lease } from '../pool/slot-scheduler.js';
-import type { LlamaContextSequence, Token } from 'node-llama-cpp';
 import type { CachedResponse } from '../cache/response-cache.js';
+import type { GenerationOutcome, SamplingParams, TextSink } from '../engine/generate.js';
+import { ServiceError, errFrameOf } from '../errors.js';
+import type { LoadedModel, SlotLease } from '../pool/loaded-model.js';
 import type { RequestTelemetry } from '../telemetry/events.js';
-import type { Session } from './session.js';
+import type { RequestHost, RequestServices } from './request-host.js';
+import { RequestLifecycle, type RequestState, type StopCause } from './request-lifecycle.js';
 import { TextCoalescer } from './text-coalescer.js';
 
 /** Seeds drawn for requests without one: any 32-bit value (the engine's seed is a uint32). */
 const SEED_RANGE = 2 ** 32;
 
-/** Why a request was stopped from outside: an end reason the client sees, or its disconnect. */
-export type StopCause = typeof EndReason.cancelled | typeof EndReason.timeout | typeof EndReason.slowConsumer | typeof EndReason.shutdown | 'disconnected';
-
 /**
- * One `gen` request from arrival to its single terminal frame: resolve the model, check the
- * prompt against the context, wait for a slot, stream text, and end with `end` or `err`.
+ * One `gen` request from admission to its single terminal frame: resolve the model, check and
+ * tokenize the prompt, wait for a slot, stream text, and end with `end` or `err`. Its state lives
+ * in one RequestLifecycle; `claimEnd` is the one way to the terminal frame.
  */
 export class StreamRequest implements TextSink {
   private readonly controller = new AbortController();
-  private finished = false;
-  private startedAt = -1;
-  private firstTextAt = -1;
+  private readonly lifecycle: RequestLifecycle;
   private promptTokens = 0;
   private metrics: RequestTelemetry | undefined;
   /** Set when the request is deterministic and may be answered from, or stored in, the response cache. */
@@ -32,12 +27,22 @@ export class StreamRequest implements TextSink {
   private collected = '';
   private readonly text: TextCoalescer;
 
-  constructor(private readonly session: Session, private readonly frame: GenFrame, private readonly receivedAt: number) {
-    this.text = new TextCoalescer(session.context.config.streamCoalesceMs, session.guarded((text: string) => session.send({ t: 'tok', id: frame.id, text })));
+  constructor(
+    private readonly host: RequestHost,
+    private readonly services: RequestServices,
+    private readonly frame: GenFrame,
+    receivedAt: number,
+  ) {
+    this.lifecycle = new RequestLifecycle(receivedAt);
+    this.text = new TextCoalescer(services.config.streamCoalesceMs, host.guarded((text: string) => host.send({ t: 'tok', id: frame.id, text })));
   }
 
   get id(): string {
     return this.frame.id;
+  }
+
+  get state(): RequestState {
+    return this.lifecycle.state;
   }
 
   /** Stops the request; it ends with `end{reason}` unless the client is gone. */
@@ -46,18 +51,18 @@ export class StreamRequest implements TextSink {
   }
 
   async run(): Promise<void> {
-    let lease: Lease<LlamaContextSequence> | undefined;
+    let lease: SlotLease | undefined;
     let outcome: GenerationOutcome | undefined;
     try {
-      const { pool, cache, telemetry } = this.session.context;
+      const { pool, cache, telemetry, config } = this.services;
       const { model, release } = await pool.checkout(this.frame.model);
-      let tokens: Token[];
+      let tokens: number[];
       let params: SamplingParams;
       try {
-        this.metrics = telemetry.request(model.name, this.id, this.session.origin);
+        this.metrics = telemetry.request(model.name, this.id, this.host.origin);
         this.checkMaxTokens();
         // Checked before queueing, so a request that can never fit is refused at once.
-        tokens = await model.tokenizePrompt(this.frame.prompt, { reserve: this.frame.maxTokens ?? 1, owner: this.session.id, signal: this.controller.signal });
+        tokens = await model.tokenizePrompt(this.frame.prompt, { reserve: this.frame.maxTokens ?? 1, owner: this.host.origin.session, signal: this.controller.signal });
         this.promptTokens = tokens.length;
         params = this.samplingParams(model, tokens.length);
         this.cacheKey = cache.keyFor(model.fingerprint, this.frame.prompt, params);
@@ -65,20 +70,19 @@ export class StreamRequest implements TextSink {
         if (cached) return this.replay(model.name, cached);
         // The engine would seed from the clock's second, so requests in the same second would match.
         params.seed ??= randomInt(SEED_RANGE);
-        lease = await model.scheduler.acquire({
-          owner: this.session.id,
+        this.lifecycle.moveTo('queued');
+        lease = await model.acquire({
+          owner: this.host.origin.session,
           signal: this.controller.signal,
-          onPosition: (position) => this.session.send({ t: 'queued', id: this.id, position }),
+          onPosition: (position) => this.host.send({ t: 'queued', id: this.id, position }),
         });
       } finally {
         release();
       }
-      this.startedAt = performance.now();
-      this.metrics.started(this.startedAt - this.receivedAt);
-      this.session.send({ t: 'start', id: this.id, model: model.name });
-      const deadline = setTimeout(this.session.guarded(() => this.cancel(EndReason.timeout)), this.session.context.config.generationTimeoutMs);
+      this.begin(model.name);
+      const deadline = setTimeout(this.host.guarded(() => this.cancel(EndReason.timeout)), config.generationTimeoutMs);
       try {
-        outcome = await generate(lease.slot, tokens, params, this, this.controller.signal);
+        outcome = await lease.generate(tokens, params, this, this.controller.signal);
       } finally {
         clearTimeout(deadline);
       }
@@ -98,44 +102,49 @@ export class StreamRequest implements TextSink {
     }
   }
 
-  /** Answers from the response cache: the same frames a generation sends, with `cached: true`. */
-  private replay(model: string, cached: CachedResponse): void {
-    this.session.context.telemetry.cacheHit?.(model);
-    this.startedAt = performance.now();
-    this.metrics?.started(this.startedAt - this.receivedAt);
-    this.session.send({ t: 'start', id: this.id, model });
-    if (cached.text.length > 0) this.write(cached.text);
-    this.end(cached.reason, cached.usage.completionTokens, true);
-  }
-
   write(piece: string): void {
-    if (this.firstTextAt < 0) this.firstTextAt = performance.now();
+    this.lifecycle.textStarted();
     if (this.cacheKey !== undefined) this.collected += piece;
     this.text.push(piece);
   }
 
   waitWritable(): Promise<void> | undefined {
-    const backpressure = this.session.waitWritable();
+    const backpressure = this.host.waitWritable();
     if (backpressure) return backpressure;
     // A token bucket in debt throttles the stream until it refills.
-    const throttleMs = this.session.limits.tokenWaitMs();
+    const throttleMs = this.host.limits.tokenWaitMs();
     return throttleMs > 0 ? new Promise((resolve) => setTimeout(resolve, throttleMs)) : undefined;
   }
 
   onToken(): void {
-    this.session.limits.chargeToken();
+    this.host.limits.chargeToken();
     this.metrics?.token();
   }
 
+  /** Generation starts (a slot, or the response cache): `start` goes out. */
+  private begin(model: string): void {
+    this.lifecycle.moveTo('generating');
+    this.metrics?.started(this.lifecycle.startedAt - this.lifecycle.admittedAt);
+    this.host.send({ t: 'start', id: this.id, model });
+  }
+
+  /** Answers from the response cache: the same frames a generation sends, with `cached: true`. */
+  private replay(model: string, cached: CachedResponse): void {
+    this.services.telemetry.cacheHit?.(model);
+    this.begin(model);
+    if (cached.text.length > 0) this.write(cached.text);
+    this.end(cached.reason, cached.usage.completionTokens, true);
+  }
+
   private checkMaxTokens(): void {
-    const { maxTokensCeiling } = this.session.context.config;
+    const { maxTokensCeiling } = this.services.config;
     if (this.frame.maxTokens !== undefined && this.frame.maxTokens > maxTokensCeiling) {
       throw new ServiceError(ErrorCode.invalidParams, `"maxTokens" may be at most ${maxTokensCeiling}`, { details: { maxTokensCeiling } });
     }
   }
 
   private samplingParams(model: LoadedModel, promptTokens: number): SamplingParams {
-    const { config } = this.session.context;
+    const { config } = this.services;
     const frame = this.frame;
     if (promptTokens === 0) throw new ServiceError(ErrorCode.invalidParams, '"prompt" is empty and the model has no BOS token to start from');
     const room = model.contextSize - promptTokens;
@@ -164,50 +173,41 @@ export class StreamRequest implements TextSink {
   }
 
   private end(reason: EndReason | 'disconnected', completionTokens: number, cached = false): void {
-    if (!this.claimTerminal()) return;
-    const now = performance.now();
-    const since = (at: number): number => (at < 0 ? -1 : round(at - this.receivedAt));
+    if (!this.claimEnd()) return;
+    const { admittedAt, startedAt, firstTextAt, endedAt } = this.lifecycle;
+    const since = (at: number): number => (at < 0 ? -1 : round(at - admittedAt));
     const usage = { promptTokens: this.promptTokens, completionTokens };
-    const timings = { queueMs: since(this.startedAt < 0 ? now : this.startedAt), ttftMs: since(this.firstTextAt), totalMs: round(now - this.receivedAt) };
+    const timings = { queueMs: since(startedAt < 0 ? endedAt : startedAt), ttftMs: since(firstTextAt), totalMs: round(endedAt - admittedAt) };
     this.metrics?.ended(reason, usage, timings);
-    if (reason !== 'disconnected') this.session.send({ t: 'end', id: this.id, reason, usage, timings, ...(cached && { cached }) });
+    if (reason !== 'disconnected') this.host.send({ t: 'end', id: this.id, reason, usage, timings, ...(cached && { cached }) });
   }
 
   private fail(error: unknown): void {
     if (this.controller.signal.aborted && error === this.controller.signal.reason) return this.end(this.stopCause(), 0);
-    if (!this.claimTerminal()) return;
-    if (error instanceof ServiceError) {
-      this.recordFailure(error.code);
-      this.session.sendError({
-        id: this.id,
-        code: error.code,
-        message: error.message,
-        ...(error.retryAfterMs !== undefined && { retryAfterMs: error.retryAfterMs }),
-        ...(error.details !== undefined && { details: error.details }),
-      });
-      return;
-    }
-    this.session.context.logger.error({ err: error, session: this.session.id }, 'generation failed');
-    this.recordFailure(ErrorCode.internal);
-    this.session.sendError({ id: this.id, code: ErrorCode.internal, message: 'generation failed inside the server' });
+    const known = error instanceof ServiceError;
+    if (!known) this.services.logger.error({ err: error, session: this.host.origin.session, request: this.id }, 'generation failed');
+    const failure = known ? error : new ServiceError(ErrorCode.internal, 'generation failed inside the server', { cause: error });
+    if (!this.claimEnd()) return;
+    this.recordFailure(failure.code);
+    this.host.sendError(errFrameOf(failure, this.id));
   }
 
   private recordFailure(code: ErrorCode): void {
     if (this.metrics) {
-      const now = performance.now();
-      this.metrics.ended(code, { promptTokens: this.promptTokens, completionTokens: 0 }, { queueMs: -1, ttftMs: -1, totalMs: round(now - this.receivedAt) });
+      const totalMs = round(this.lifecycle.endedAt - this.lifecycle.admittedAt);
+      this.metrics.ended(code, { promptTokens: this.promptTokens, completionTokens: 0 }, { queueMs: -1, ttftMs: -1, totalMs });
     } else {
-      this.session.context.telemetry.requestRefused(code, this.session.origin, this.frame.model, this.id);
+      this.services.telemetry.requestRefused(code, this.host.origin, this.frame.model, this.id);
     }
   }
 
-  /** True the first time: the request's single terminal frame may be sent now. */
-  private claimTerminal(): boolean {
-    if (this.finished) return false;
+  /** The one way to the terminal frame: true the first time, when it may be sent now. */
+  private claimEnd(): boolean {
+    if (this.lifecycle.ended) return false;
     // Text held for the next frame belongs before the terminal frame.
     this.text.flush();
-    this.finished = true;
-    this.session.finished(this);
+    this.lifecycle.moveTo('ended');
+    this.host.ended(this.id);
     return true;
   }
 }

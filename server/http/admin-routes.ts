@@ -1,7 +1,7 @@
-import { CloseCode } from '../../protocol/index.js';
+import { CloseCode, type ConnectionInfo, type ConnectionsResponse } from '../../protocol/index.js';
 import { ServiceError } from '../errors.js';
 import type { Session } from '../gateway/session.js';
-import type { SessionRegistry } from '../gateway/stream-endpoint.js';
+import type { SessionRegistry } from '../gateway/session-registry.js';
 import type { ModelActionResult, ModelPool } from '../pool/model-pool.js';
 import type { HttpReply, HttpRoute } from '../transport/types.js';
 import type { AdminCheck } from '../auth/access-control.js';
@@ -29,22 +29,22 @@ export function adminRoutes(pool: ModelPool, sessions: SessionRegistry, admin: A
       pattern: '/api/connections',
       handle: requireAdmin(admin, () =>
         jsonReply(200, {
-          connections: [...sessions.sessions].map((session) => ({
+          connections: sessions.list().map((session): ConnectionInfo => ({
             id: session.id,
             keyName: session.origin.keyName,
             remoteAddress: session.origin.remoteAddress,
             openedAt: session.openedAt,
-            inFlight: session.requests.size,
+            inFlight: session.inFlight,
             bucket: bucketOf(session),
           })),
-        }),
+        } satisfies ConnectionsResponse),
       ),
     },
     {
       method: 'post',
       pattern: '/api/connections/:id/close',
       handle: requireAdmin(admin, ({ params }) => {
-        const session = [...sessions.sessions].find((candidate) => candidate.id === params.id);
+        const session = sessions.find(params.id ?? '');
         if (!session) return jsonReply(404, { error: 'not_found', message: `no connection "${params.id}"` });
         session.close(CloseCode.policyViolation, 'closed by an administrator', 'admin');
         return jsonReply(200, { closed: true });
@@ -68,7 +68,7 @@ function replyFor(result: ModelActionResult | ServiceError): HttpReply {
 }
 
 /** The connection's bucket levels (absent when no bucket applies). */
-function bucketOf(session: Session): { requestsRemaining?: number; tokensRemaining?: number } | undefined {
+function bucketOf(session: Session): ConnectionInfo['bucket'] {
   const { requestsRemaining, tokensRemaining } = session.limits.levels();
   if (requestsRemaining === undefined && tokensRemaining === undefined) return undefined;
   return { ...(requestsRemaining !== undefined && { requestsRemaining }), ...(tokensRemaining !== undefined && { tokensRemaining }) };

@@ -4,7 +4,8 @@ import { ServiceError } from '../errors.js';
 import type { PromptTokenizer } from '../tokenize/prompt-tokenizer.js';
 import { maxTokenBytes, minTokenCount } from '../tokenize/vocab-bound.js';
 import type { SamplingDefaults } from './manifest.js';
-import { SlotScheduler, type SchedulerOptions } from './slot-scheduler.js';
+import { generate, type GenerationOutcome, type SamplingParams, type TextSink } from '../engine/generate.js';
+import { SlotScheduler, type AcquireOptions, type SchedulerOptions } from './slot-scheduler.js';
 
 export interface LoadOptions extends SchedulerOptions {
   /** Tokens per sequence; capped at the model's training context. */
@@ -16,6 +17,12 @@ export interface LoadOptions extends SchedulerOptions {
   mlock: boolean;
   sampling: SamplingDefaults;
   tokenizer: PromptTokenizer;
+}
+
+/** A sequence leased to one request: generate on it once, then release it exactly once. */
+export interface SlotLease {
+  generate(promptTokens: readonly number[], params: SamplingParams, sink: TextSink, signal: AbortSignal): Promise<GenerationOutcome>;
+  release(): void;
 }
 
 /**
@@ -100,7 +107,7 @@ export class LoadedModel {
    * that cannot leave `reserve` tokens free in the context is refused from its length alone, before
    * any tokenizer runs; long ones are tokenized off the event loop, waiting fairly by `owner`.
    */
-  async tokenizePrompt(prompt: string, options: { reserve: number; owner: string; signal: AbortSignal }): Promise<Token[]> {
+  async tokenizePrompt(prompt: string, options: { reserve: number; owner: string; signal: AbortSignal }): Promise<number[]> {
     const atLeast = minTokenCount(prompt, this.bytesPerToken);
     if (atLeast + options.reserve > this.contextSize) {
       throw new ServiceError(
@@ -110,15 +117,24 @@ export class LoadedModel {
       );
     }
     const model = this.model;
-    const tokens = (await this.tokenizer.tokenize(
+    const tokens = await this.tokenizer.tokenize(
       { path: this.path, fingerprint: this.fingerprint, tokenizeInline: (text) => model.tokenize(text) },
       prompt,
       options.owner,
       options.signal,
-    )) as Token[];
+    );
     const bos = model.tokens.bos;
     if (bos !== null && model.tokens.shouldPrependBosToken && tokens[0] !== bos) tokens.unshift(bos);
     return tokens;
+  }
+
+  /** Waits for a free sequence (fair across owners, bounded, abortable) and leases it. */
+  async acquire(options: AcquireOptions): Promise<SlotLease> {
+    const lease = await this.scheduler.acquire(options);
+    return {
+      generate: (promptTokens, params, sink, signal) => generate(lease.slot, promptTokens as Token[], params, sink, signal),
+      release: () => lease.release(),
+    };
   }
 
   /** Stops taking requests once current ones are done, then frees memory; resolves when freed. */

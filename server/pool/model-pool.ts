@@ -1,5 +1,6 @@
 import type { Llama } from 'node-llama-cpp';
 import { ErrorCode, type ModelInfo } from '../../protocol/index.js';
+import type { ModelActionResult } from '../../protocol/admin.js';
 import { ServiceError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import { downloadModel } from './hf-download.js';
@@ -34,14 +35,8 @@ export interface ModelPoolOptions {
   onLoaded?: (model: LoadedModel) => void;
 }
 
-/** What an admin action did. */
-export interface ModelActionResult {
-  model: string;
-  action: 'load' | 'unload' | 'reload';
-  outcome: 'loaded' | 'unloaded' | 'reloaded' | 'failed';
-  ms: number;
-  message?: string;
-}
+/** What an admin action did; defined with the admin API in protocol/. */
+export type { ModelActionResult };
 
 const RESCAN_DEBOUNCE_MS = 300;
 const KEEP_ALIVE_SWEEP_MS = 1000;

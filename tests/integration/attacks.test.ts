@@ -51,7 +51,7 @@ async function baseline(service: Service, timeoutMs = 15_000): Promise<void> {
 function sessionOf(service: Service, socket: RawSocket): Session {
   const hello = socket.frames[0]!;
   if (hello.t !== 'hello') throw new Error('first frame is not hello');
-  const session = [...service.sessions.sessions].find((candidate) => candidate.id === hello.session);
+  const session = service.sessions.list().find((candidate) => candidate.id === hello.session);
   if (!session) throw new Error(`no session ${hello.session}`);
   return session;
 }
@@ -175,7 +175,7 @@ describe('hostile frames', () => {
     if ('close' in outcome) expect([1006, 1007]).toContain(outcome.close.code);
     else expect(outcome.frames[0]).toMatchObject({ t: 'err', code: 'bad_frame' });
     socket.socket.terminate();
-    await waitFor(() => service.sessions.sessions.size === 0, 5000, 'the session gone');
+    await waitFor(() => service.sessions.size === 0, 5000, 'the session gone');
     const fresh = await RawSocket.open(service.streamUrl, { protocols: ['llm.v1.json'] });
     fresh.send({ t: 'ping', ts: 6 });
     expect(await fresh.next((frame) => frame.t === 'pong')).toEqual({ t: 'pong', ts: 6 });
@@ -379,10 +379,10 @@ describe('hostile frames', () => {
           // The pong proves every frame was read (each gen registered at once); then the server's own
           // bookkeeping says when every request is over, and a last pong flushes their frames.
           await pingPong(socket, 0);
-          await waitFor(() => session.requests.size === 0, 20_000, 'every request of the session over');
+          await waitFor(() => session.inFlight === 0, 20_000, 'every request of the session over');
           await pingPong(socket, 0);
           expect(requestFrameViolations(socket.frames, sent)).toEqual([]);
-          expect(session.requests.size).toBe(0);
+          expect(session.inFlight).toBe(0);
           totals.starts += socket.frames.filter((frame) => frame.t === 'start').length;
           totals.refusals += socket.frames.filter((frame) => frame.t === 'err' && frame.id !== undefined).length;
           totals.cancelled += socket.frames.filter((frame) => frame.t === 'end' && frame.reason === 'cancelled').length;
@@ -398,7 +398,7 @@ describe('hostile frames', () => {
     expect(totals.starts).toBeGreaterThan(0);
     expect(totals.refusals).toBeGreaterThan(0);
     await baseline(service);
-    await waitFor(() => service.sessions.sessions.size === 0, 5000, 'all sessions closed');
+    await waitFor(() => service.sessions.size === 0, 5000, 'all sessions closed');
   });
 });
 
@@ -530,7 +530,7 @@ describe('slow reader', () => {
     const maxTokens = 3900;
     socket.send({ t: 'gen', id: 'slow', prompt: PROMPT, maxTokens });
     tcpOf(socket.socket).pause();
-    await waitFor(() => session.requests.size === 1, 5000, 'the request');
+    await waitFor(() => session.inFlight === 1, 5000, 'the request');
 
     // Loopback TCP buffers take about 4 MB before the server's own buffer grows, more than a demo
     // stream makes in seconds: fill them with `models` replies (153 bytes each) until the server
@@ -544,7 +544,7 @@ describe('slow reader', () => {
       await new Promise((resolve) => setImmediate(resolve));
     }
     expect(bufferedOf(session), 'the kernel buffers never filled').toBeGreaterThan(0);
-    expect(session.requests.size, 'the stream finished before the buffers filled (machine too slow?)').toBe(1);
+    expect(session.inFlight, 'the stream finished before the buffers filled (machine too slow?)').toBe(1);
 
     // The stream's tokens now raise the server's buffer to the mark, where the engine pauses.
     let maxBuffered = 0;
@@ -563,7 +563,7 @@ describe('slow reader', () => {
         pausedTokens = [first, await generatedTokens()];
         maxBuffered = Math.max(maxBuffered, bufferedOf(session));
       }
-      if (session.requests.size === 0) {
+      if (session.inFlight === 0) {
         cancelledAt = performance.now();
         break;
       }
@@ -592,7 +592,7 @@ describe('slow reader', () => {
     expect(socket.frames.filter((frame) => frame.t === 'models')).toHaveLength(filler);
 
     await baseline(service);
-    await waitFor(() => service.sessions.sessions.size === 0, 5000, 'the session gone');
+    await waitFor(() => service.sessions.size === 0, 5000, 'the session gone');
     const metrics = await (await fetch(`${service.httpUrl}/metrics`)).text();
     expect(metrics).toMatch(/llm_backpressure_pauses_total \d+/);
     expect(Number(/llm_backpressure_pauses_total (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
@@ -629,7 +629,7 @@ describe('slow reader', () => {
     // stayed open.
     expect(maxBuffered).toBeLessThan(maxBackpressure);
     expect(outcome?.code).toBe(1008);
-    await waitFor(() => service.sessions.sessions.size === 0, 5000, 'the session gone');
+    await waitFor(() => service.sessions.size === 0, 5000, 'the session gone');
   });
 });
 
@@ -649,7 +649,7 @@ describe('half-open client', () => {
   it('closes a client that stops reading and answering pings after the idle timeout and cancels its work', { timeout: 45_000 }, async () => {
     const client = await handRolledUpgrade(service.streamUrl);
     expect(client.head).toMatch(/Sec-WebSocket-Protocol: llm\.v1\.msgpack/i);
-    await waitFor(() => service.sessions.sessions.size === 1, 5000, 'the session');
+    await waitFor(() => service.sessions.size === 1, 5000, 'the session');
     // Eight streams of 4000 tokens on one slot: about 25 s of work, far past the idle timeout.
     for (let index = 0; index < 8; index++) {
       client.sendFrame(encodeFrame({ t: 'gen', id: `h${index}`, prompt: 'Alice was beginning', maxTokens: 4000 }, 'msgpack') as Uint8Array);
@@ -657,7 +657,7 @@ describe('half-open client', () => {
     const lastSentAt = performance.now();
     await waitFor(() => service.sessions.inFlight === 8, 5000, 'eight requests in flight');
     try {
-      await waitFor(() => service.sessions.sessions.size === 0, 20_000, 'the idle close');
+      await waitFor(() => service.sessions.size === 0, 20_000, 'the idle close');
       const closedAfterS = (performance.now() - lastSentAt) / 1000;
       await baseline(service, 5000);
       const cancelledAfterS = (performance.now() - lastSentAt) / 1000;

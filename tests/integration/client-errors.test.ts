@@ -175,7 +175,7 @@ describe('a connection lost after hello', () => {
   it('settles pending ping() and models() with connection_lost when the server closes the socket', async () => {
     const service = await start();
     const client = await open(service);
-    const session = [...service.sessions.sessions].find((candidate) => candidate.id === client.hello.session)!;
+    const session = service.sessions.list().find((candidate) => candidate.id === client.hello.session)!;
     expect(session).toBeDefined();
     const ping = client.ping();
     const models = client.models();

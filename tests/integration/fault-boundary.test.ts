@@ -156,7 +156,7 @@ describe('a fault in one callback stays in its request or connection', () => {
 
   it('drain: a throw when the send buffer drains closes that connection with 1011', async () => {
     const socket = await RawSocket.open(service.streamUrl);
-    const session = [...service.sessions.sessions].at(-1)!;
+    const session = service.sessions.list().at(-1)!;
     const buffered = (): number => (session as unknown as { connection: { bufferedAmount(): number } }).connection.bufferedAmount();
     tcpOf(socket.socket).pause();
     // Fill the loopback buffers with replies until the server's own buffer holds some: the next
@@ -178,7 +178,7 @@ describe('a fault in one callback stays in its request or connection', () => {
     const client = await connectClient(service);
     const stream = longStream(client);
     await stream[Symbol.asyncIterator]().next();
-    const session = [...service.sessions.sessions].find((candidate) => candidate.id === client.hello.session)!;
+    const session = service.sessions.list().find((candidate) => candidate.id === client.hello.session)!;
     const closed = session.closed.bind(session);
     // The fault strikes after the session's own clean-up, as a throw from its telemetry would.
     session.closed = (code, message) => {
@@ -188,7 +188,7 @@ describe('a fault in one callback stays in its request or connection', () => {
     client.close();
     await waitUntil(() => faultLogged('close') !== undefined);
     expect(faultLogged('close')).toMatchObject({ session: client.hello.session, err: { message: 'injected close fault' } });
-    expect([...service.sessions.sessions].some((candidate) => candidate.id === session.id)).toBe(false);
+    expect(service.sessions.list().some((candidate) => candidate.id === session.id)).toBe(false);
     await waitUntil(() => service.sessions.inFlight === 0);
     await stillServing();
   });

@@ -174,12 +174,12 @@ describe('hammer', () => {
 
     // Nothing leaked: sequences, queue, sessions, requests and the open-connection count.
     await waitFor(
-      () => service.pool.loadedModels().every((model) => model.scheduler.busy === 0 && model.scheduler.queued === 0) && service.sessions.sessions.size === 0 && service.sessions.inFlight === 0,
+      () => service.pool.loadedModels().every((model) => model.scheduler.busy === 0 && model.scheduler.queued === 0) && service.sessions.size === 0 && service.sessions.inFlight === 0,
       15_000,
       'no busy or queued sequence, no session',
     );
     for (const model of service.pool.loadedModels()) expect({ model: model.name, busy: model.scheduler.busy, queued: model.scheduler.queued }).toEqual({ model: model.name, busy: 0, queued: 0 });
-    expect(service.sessions.sessions.size).toBe(0);
+    expect(service.sessions.size).toBe(0);
     expect(service.sessions.inFlight).toBe(0);
     const metrics = await (await fetch(`${service.httpUrl}/metrics`)).text();
     expect(metricValue(metrics, 'llm_connections_open')).toBe(0);
@@ -191,6 +191,6 @@ describe('hammer', () => {
     fresh[0]!.send({ t: 'gen', id: 'after', prompt: PROMPTS[0]!, maxTokens: 8, temperature: 0 });
     expect((await fresh[0]!.request('after')).at(-1)).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 8 } });
     for (const socket of fresh) socket.close();
-    await waitFor(() => service.sessions.sessions.size === 0, 5000, 'the fresh sessions closed');
+    await waitFor(() => service.sessions.size === 0, 5000, 'the fresh sessions closed');
   });
 });

@@ -191,7 +191,7 @@ describe('HEAD and 405', () => {
   });
 
   it('answers HEAD with the status and headers of GET, the GET body length as content-length, and no body', async () => {
-    await waitFor(() => service.sessions.sessions.size === 0, 5000, 'no open connections');
+    await waitFor(() => service.sessions.size === 0, 5000, 'no open connections');
     const asset = await dashboardAsset();
     const cases: { path: string; headers?: Record<string, string> }[] = [
       { path: '/healthz' },
@@ -426,7 +426,7 @@ describe('invalid UTF-8 in a text frame on llm.v1.json', () => {
   }
 
   it('closes that connection with 1006, counts invalid_utf8, and leaves other connections and their streams running', async () => {
-    await waitFor(() => service.sessions.sessions.size === 0, 5000, 'no open connections');
+    await waitFor(() => service.sessions.size === 0, 5000, 'no open connections');
     const before = await closedCount(service, 'invalid_utf8');
     const jsonPeer = await openJson();
     const msgpackPeer = await RawSocket.open(service.streamUrl);
@@ -452,7 +452,7 @@ describe('invalid UTF-8 in a text frame on llm.v1.json', () => {
       peer.send({ t: 'ping', ts: 42 });
       expect(await peer.next((frame) => frame.t === 'pong')).toEqual({ t: 'pong', ts: 42 });
     }
-    await waitFor(() => service.sessions.sessions.size === 2, 5000, 'the offender session gone');
+    await waitFor(() => service.sessions.size === 2, 5000, 'the offender session gone');
     expect(await closedCount(service, 'invalid_utf8')).toBe(before + 1);
     jsonPeer.close();
     msgpackPeer.close();

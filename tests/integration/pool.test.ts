@@ -253,7 +253,7 @@ describe('leases', () => {
     clients[2]!.socket.terminate();
     await baseline(service);
     expect(service.pool.current()!.scheduler.busy).toBe(0);
-    expect(service.sessions.sessions.size).toBe(2);
+    expect(service.sessions.size).toBe(2);
   });
 });
 
