@@ -55,3 +55,4 @@ export {
   type UpgradeRefusalResponse,
 } from './connect-error.js';
 export { FEED_PATH, FEED_SUBPROTOCOL, type FeedFrame, type FeedHistory, type FeedSnapshot, type Percentiles, type RecentError, type ResourceFigures } from './feed.js';
+export type { AdminErrorBody, CloseConnectionResponse, ConnectionInfo, ConnectionsResponse, ModelAction, ModelActionResult, ModelsResponse } from './admin.js';

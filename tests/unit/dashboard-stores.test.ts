@@ -1,10 +1,10 @@
 import { describe, expect, it, vi } from 'vitest';
-import { LlmError, type EndFrame, type GenerateRequest } from '../../protocol/index.js';
-import { AdminApiError, createAdminApi, type AdminApi, type ModelRow } from '../../dashboard/src/lib/services/admin-api.js';
+import { ConnectError, LlmError, type EndFrame, type GenerateRequest, type ModelInfo } from '../../protocol/index.js';
+import { AdminApiError, createAdminApi, type AdminApi } from '../../dashboard/src/lib/services/admin-api.js';
 import { AuthStore, TOKEN_KEY } from '../../dashboard/src/lib/stores/auth.svelte.js';
 import { ConnectionsStore } from '../../dashboard/src/lib/stores/connections.svelte.js';
 import { actionsFor, ModelsStore } from '../../dashboard/src/lib/stores/models.svelte.js';
-import { PlaygroundStore, type PlaygroundClient, type PlaygroundStream } from '../../dashboard/src/lib/stores/playground.svelte.js';
+import { connectFailureText, PlaygroundStore, type PlaygroundClient, type PlaygroundStream } from '../../dashboard/src/lib/stores/playground.svelte.js';
 import { pageOf, RouterStore } from '../../dashboard/src/lib/stores/router.svelte.js';
 import { THEME_KEY, ThemeStore } from '../../dashboard/src/lib/stores/theme.svelte.js';
 
@@ -173,6 +173,8 @@ describe('admin API client', () => {
   it('carries the server message of other errors, and a status 0 when unreachable', async () => {
     const failing = api(() => json(409, { message: 'model is loading' }));
     await expect(failing.client.modelAction('m', 'unload')).rejects.toThrow('model is loading (HTTP 409)');
+    const failed = { model: 'm', action: 'load', outcome: 'failed', ms: 3, message: 'out of memory' };
+    expect(await api(() => json(409, failed)).client.modelAction('m', 'load')).toEqual(failed); // an action that ran and failed
     const down = api(() => Promise.reject(new TypeError('fetch failed')));
     await expect(down.client.models()).rejects.toMatchObject({ status: 0 });
   });
@@ -190,7 +192,7 @@ describe('admin API client', () => {
 });
 
 describe('ModelsStore', () => {
-  const demo: ModelRow = { name: 'demo', state: 'loaded', default: true };
+  const demo: ModelInfo = { name: 'demo', state: 'loaded', default: true };
 
   it('offers the actions a state allows', () => {
     expect(actionsFor('loaded')).toEqual(['unload', 'reload']);
@@ -231,26 +233,100 @@ describe('ModelsStore', () => {
   });
 
   it('takes newer lists from the feed and keeps fields only the API sends', async () => {
-    let now = 1000;
     const api = { models: vi.fn(async () => [{ ...demo, lastUsedAt: 500 }]), modelAction: vi.fn() };
-    const models = new ModelsStore(api, () => now);
+    const models = new ModelsStore(api);
     await models.refresh();
     models.applyFeed([{ ...demo, slotsBusy: 1 }], 2000);
     expect(models.models[0]).toMatchObject({ slotsBusy: 1, lastUsedAt: 500 });
     models.applyFeed([{ ...demo, slotsBusy: 2 }], 1500); // older than what is shown
     expect(models.models[0]!.slotsBusy).toBe(1);
-    now = 3000;
     api.models.mockRejectedValueOnce(new Error('down'));
     await models.refresh();
     expect(models.error).toContain('down');
+  });
+
+  describe('orders API answers and feed snapshots on the server clock only', () => {
+    const T = 1_700_000_000_000; // the server's clock
+    function setup() {
+      let latest: number | undefined; // ts of the newest snapshot the page received
+      const api = { models: vi.fn<AdminApi['models']>(async () => [demo]), modelAction: vi.fn<AdminApi['modelAction']>() };
+      const models = new ModelsStore(api, () => latest);
+      /** The feed delivers a snapshot; the Models page, when shown, applies it. */
+      const receive = (ts: number) => void (latest = ts);
+      const snapshot = (ts: number, state: ModelInfo['state']) => {
+        receive(ts);
+        models.applyFeed([{ ...demo, state }], ts);
+      };
+      return { api, models, receive, snapshot, state: () => models.models[0]?.state };
+    }
+
+    it.each([
+      ['10 minutes ahead', 600_000],
+      ['10 minutes behind', -600_000],
+    ])('with the browser clock %s', async (_label, skew) => {
+      const clock = vi.spyOn(Date, 'now').mockReturnValue(T + skew);
+      try {
+        const { api, models, snapshot, state } = setup();
+        snapshot(T, 'loaded');
+        await models.refresh();
+        snapshot(T + 1000, 'unloading'); // taken after the answer: newer
+        expect(state()).toBe('unloading');
+        api.modelAction.mockResolvedValueOnce({ model: 'demo', action: 'unload', outcome: 'unloaded', ms: 5 });
+        api.models.mockResolvedValueOnce([{ ...demo, state: 'available' }]);
+        await models.act('demo', 'unload'); // the list asked for after the action is newer than every snapshot received
+        expect(state()).toBe('available');
+        snapshot(T + 1000, 'unloading'); // the same snapshot again (the page mounted anew): not newer
+        expect(state()).toBe('available');
+        snapshot(T + 2000, 'available');
+        expect(models.models[0]).toMatchObject({ state: 'available' });
+      } finally {
+        clock.mockRestore();
+      }
+    });
+
+    it('keeps a snapshot taken while a request was in flight, and the later of two requests', async () => {
+      const { api, models, snapshot, state } = setup();
+      snapshot(T, 'loaded');
+      const answer = deferred<ModelInfo[]>();
+      api.models.mockReturnValueOnce(answer.promise);
+      const refreshing = models.refresh();
+      snapshot(T + 1000, 'unloading');
+      answer.resolve([{ ...demo, state: 'loaded' }]);
+      await refreshing;
+      expect(state()).toBe('unloading');
+
+      const first = deferred<ModelInfo[]>();
+      const second = deferred<ModelInfo[]>();
+      api.models.mockReturnValueOnce(first.promise).mockReturnValueOnce(second.promise);
+      const a = models.refresh();
+      const b = models.refresh();
+      second.resolve([{ ...demo, state: 'available' }]);
+      await b;
+      first.resolve([{ ...demo, state: 'unloading' }]); // answered last, asked first
+      await a;
+      expect(state()).toBe('available');
+    });
+
+    it('prefers the answer to a snapshot received before it was asked for, shown after (a page mounting)', async () => {
+      const { api, models, receive, snapshot, state } = setup();
+      snapshot(T - 5000, 'loaded'); // shown on the page's last visit
+      receive(T); // received while the page was away...
+      const answer = deferred<ModelInfo[]>();
+      api.models.mockReturnValueOnce(answer.promise);
+      const refreshing = models.refresh();
+      models.applyFeed([{ ...demo, state: 'loaded' }], T); // ...and applied when it mounts, after the poll started
+      answer.resolve([{ ...demo, state: 'available' }]);
+      await refreshing;
+      expect(state()).toBe('available');
+    });
   });
 });
 
 describe('ConnectionsStore', () => {
   it('lists oldest first and removes a connection once closed', async () => {
     const list = [
-      { id: 'b', remoteAddress: '2', openedAt: 20, inFlight: 0 },
-      { id: 'a', remoteAddress: '1', openedAt: 10, inFlight: 1 },
+      { id: 'b', keyName: 'anonymous', remoteAddress: '2', openedAt: 20, inFlight: 0 },
+      { id: 'a', keyName: 'anonymous', remoteAddress: '1', openedAt: 10, inFlight: 1 },
     ];
     const api = { connections: vi.fn(async () => list), closeConnection: vi.fn(async (id: string) => void list.splice(list.findIndex((c) => c.id === id), 1)) };
     const store = new ConnectionsStore(api);
@@ -427,6 +503,26 @@ describe('PlaygroundStore', () => {
     await flush();
     expect(connect).toHaveBeenCalledTimes(1);
     store.dispose();
+  });
+
+  it('keeps a connect failure typed and says what to do about its code', async () => {
+    const { store, connect } = setup();
+    const refused = new ConnectError({ code: 'unauthorized', status: 401, message: 'a valid API key is required' });
+    connect.mockRejectedValueOnce(refused);
+    await store.prepare();
+    expect(store.connectFailure).toBe(refused);
+    expect(store.connectionError).toBe('Cannot connect to the streaming endpoint: unauthorized (401): a valid API key is required. The server requires an API key: enter a valid one under "API key".');
+    connect.mockRejectedValueOnce(new ConnectError({ code: 'too_many_connections', status: 429, message: 'at most 8 connections per address', retryAfterMs: 2500 }));
+    await store.run();
+    expect(store.connectFailure?.code).toBe('too_many_connections');
+    expect(store.error).toMatch(/at most 8 connections per address\. Try again in 3 s$/);
+    connect.mockRejectedValueOnce(new ConnectError({ code: 'unreachable', message: 'could not connect to ws://x/v1/stream: no answer' }));
+    await store.run();
+    expect(store.error).toMatch(/no answer\. If the server is up: enter an API key .* or check ALLOWED_ORIGINS$/);
+    await store.prepare();
+    expect(store.connectFailure).toBeUndefined();
+    expect(store.connectionError).toBeUndefined();
+    expect(connectFailureText(new Error('plain'))).toBe('plain');
   });
 
   it('leaves emptied number fields to the server and reconnects when the API key changes', async () => {

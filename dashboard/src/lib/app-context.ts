@@ -53,7 +53,8 @@ export function createApp(win: Window & typeof globalThis): App {
     theme: new ThemeStore(win.localStorage, win.matchMedia('(prefers-color-scheme: dark)')),
     router: new RouterStore(win),
     clock: new ClockStore(),
-    models: new ModelsStore(api),
+    // API answers are ordered against feed snapshots by the server time of the newest snapshot.
+    models: new ModelsStore(api, () => feed.latest?.ts),
     connections: new ConnectionsStore(api),
     playground: new PlaygroundStore({
       connect: (apiKey) => connect(streamUrl(origin), { WebSocket: win.WebSocket as unknown as WebSocketConstructor, ...(apiKey && { apiKey }) }),

@@ -1,37 +1,14 @@
-import type { ModelInfo } from '../../../../protocol/index.js';
+import type { ConnectionInfo, ConnectionsResponse, ModelAction, ModelActionResult, ModelInfo, ModelsResponse } from '../../../../protocol/index.js';
 
 /*
- * The admin HTTP API, as the dashboard calls it. Stateless: every call reads the token through the
- * getter it was given and sends `Authorization: Bearer <token>`.
+ * The admin HTTP API, as the dashboard calls it; the types of what it sends are protocol/admin.ts.
+ * Stateless: every call reads the token through the getter it was given and sends
+ * `Authorization: Bearer <token>`.
  */
 
-/** A model row of `GET /api/models` (the same shape as in `hello` and the feed). */
-export type ModelRow = ModelInfo;
-
-export type ModelAction = 'load' | 'unload' | 'reload';
-
-/** `POST /api/models/:name/{load,unload,reload}`. */
-export interface ModelActionResult {
-  model: string;
-  action: ModelAction;
-  outcome: 'loaded' | 'unloaded' | 'reloaded' | 'failed';
-  ms: number;
-  message?: string;
-}
-
-/** One open client connection of `GET /api/connections`. */
-export interface ConnectionInfo {
-  id: string;
-  keyName?: string | null;
-  remoteAddress: string;
-  openedAt: number;
-  inFlight: number;
-  bucket?: { requestsRemaining?: number; tokensRemaining?: number };
-}
-
-/** A failed admin call; `status` 0 when the server could not be reached. */
+/** A failed admin call; `status` 0 when the server could not be reached. `body`: the parsed JSON answer, if any. */
 export class AdminApiError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly body?: unknown) {
     super(message);
     this.name = 'AdminApiError';
   }
@@ -44,7 +21,7 @@ export class AdminApiError extends Error {
 export type TokenCheck = 'accepted' | 'refused' | 'unverified';
 
 export interface AdminApi {
-  models(): Promise<ModelRow[]>;
+  models(): Promise<ModelInfo[]>;
   modelAction(name: string, action: ModelAction): Promise<ModelActionResult>;
   connections(): Promise<ConnectionInfo[]>;
   closeConnection(id: string): Promise<void>;
@@ -86,7 +63,7 @@ export function createAdminApi(options: AdminApiOptions): AdminApi {
       body = undefined;
     }
     if (!response.ok) {
-      const error = new AdminApiError(response.status, errorMessage(response.status, body, text));
+      const error = new AdminApiError(response.status, errorMessage(response.status, body, text), body);
       if (error.unauthorized && notifyUnauthorized) options.onUnauthorized?.();
       throw error;
     }
@@ -95,14 +72,20 @@ export function createAdminApi(options: AdminApiOptions): AdminApi {
 
   return {
     async models() {
-      const body = await call<{ models?: ModelRow[] }>('GET', '/api/models');
+      const body = await call<Partial<ModelsResponse> | undefined>('GET', '/api/models');
       return Array.isArray(body?.models) ? body.models : [];
     },
     async modelAction(name, action) {
-      return call<ModelActionResult>('POST', `/api/models/${encodeURIComponent(name)}/${action}`);
+      try {
+        return await call<ModelActionResult>('POST', `/api/models/${encodeURIComponent(name)}/${action}`);
+      } catch (error) {
+        // An action that ran and failed answers 409 with its result (`outcome: "failed"`).
+        if (error instanceof AdminApiError && error.status === 409 && isFailedAction(error.body)) return error.body;
+        throw error;
+      }
     },
     async connections() {
-      const body = await call<{ connections?: ConnectionInfo[] }>('GET', '/api/connections');
+      const body = await call<Partial<ConnectionsResponse> | undefined>('GET', '/api/connections');
       return Array.isArray(body?.connections) ? body.connections : [];
     },
     async closeConnection(id) {
@@ -131,4 +114,8 @@ function errorMessage(status: number, body: unknown, text: string): string {
   }
   const snippet = text.trim().slice(0, 200);
   return snippet ? `${snippet} (HTTP ${status})` : `HTTP ${status}`;
+}
+
+function isFailedAction(body: unknown): body is ModelActionResult {
+  return typeof body === 'object' && body !== null && (body as Partial<ModelActionResult>).outcome === 'failed' && typeof (body as Partial<ModelActionResult>).model === 'string';
 }

@@ -1,5 +1,6 @@
 /// <reference types="svelte" />
-import type { AdminApi, ConnectionInfo } from '../services/admin-api.js';
+import type { ConnectionInfo } from '../../../../protocol/index.js';
+import type { AdminApi } from '../services/admin-api.js';
 
 /** The Connections page: open client connections and disconnects in progress. */
 export class ConnectionsStore {

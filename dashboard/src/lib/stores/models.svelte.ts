@@ -1,6 +1,6 @@
 /// <reference types="svelte" />
-import type { ModelInfo } from '../../../../protocol/index.js';
-import type { AdminApi, ModelAction, ModelRow } from '../services/admin-api.js';
+import type { ModelAction, ModelInfo } from '../../../../protocol/index.js';
+import type { AdminApi } from '../services/admin-api.js';
 import { AdminApiError } from '../services/admin-api.js';
 
 /** What happened to the last action on a model, shown in its row. */
@@ -21,26 +21,53 @@ export function actionsFor(state: ModelInfo['state']): ModelAction[] {
   }
 }
 
+/**
+ * Where a model list stands in time, on the server's clock only (the browser's may be minutes off,
+ * so it is never compared with a server time): a feed snapshot at its `ts`; a `GET /api/models`
+ * answer just after the newest snapshot received or shown when it was asked for (the server
+ * answered after that snapshot was taken), and after the answers to earlier requests. A snapshot
+ * with a later `ts` counts as newer than the answer, which carries no time of its own.
+ */
+interface ListStamp {
+  /** Server time (epoch ms) of the snapshot, or of the newest one known when the request was sent; -Infinity: none. */
+  serverTs: number;
+  /** 0 for a snapshot; the request's number for an API answer (later requests higher). */
+  request: number;
+}
+
+function isNewer(a: ListStamp, b: ListStamp): boolean {
+  return a.serverTs !== b.serverTs ? a.serverTs > b.serverTs : a.request > b.request;
+}
+
 /** The Models page: every model, actions in progress, and their outcomes. */
 export class ModelsStore {
-  models = $state.raw<ModelRow[]>([]);
+  models = $state.raw<ModelInfo[]>([]);
   loaded = $state(false);
   error = $state<string | undefined>();
   /** Action running per model name. */
   pending = $state<Record<string, ModelAction>>({});
   notes = $state<Record<string, ActionNote>>({});
-  private refreshedAt = 0;
+  /** Where the list shown stands. */
+  private shown: ListStamp = { serverTs: -Infinity, request: 0 };
+  private requests = 0;
 
-  constructor(private readonly api: Pick<AdminApi, 'models' | 'modelAction'>, private readonly now: () => number = Date.now) {}
+  /**
+   * `serverTime`: the server time (`ts`) of the newest feed snapshot received, undefined before
+   * any; it stamps API answers so they are ordered against feed snapshots on the server's clock.
+   */
+  constructor(
+    private readonly api: Pick<AdminApi, 'models' | 'modelAction'>,
+    private readonly serverTime: () => number | undefined = () => undefined,
+  ) {}
 
   async refresh(): Promise<void> {
-    const started = this.now();
+    const stamp: ListStamp = { serverTs: Math.max(this.serverTime() ?? -Infinity, this.shown.serverTs), request: ++this.requests };
     try {
       const models = await this.api.models();
-      // A feed snapshot that arrived while this request was in flight is newer: keep it.
-      if (started >= this.refreshedAt) {
+      // A snapshot taken after the request was sent, or a later request's answer, may be newer: keep it.
+      if (isNewer(stamp, this.shown)) {
         this.models = models;
-        this.refreshedAt = started;
+        this.shown = stamp;
       }
       this.loaded = true;
       this.error = undefined;
@@ -49,11 +76,12 @@ export class ModelsStore {
     }
   }
 
-  /** Takes the list from a feed snapshot, which is at most a second old. */
-  applyFeed(models: readonly ModelRow[], ts: number): void {
-    if (ts < this.refreshedAt) return;
+  /** Takes the list from a feed snapshot taken at `ts` (server time), unless a newer list is shown. */
+  applyFeed(models: readonly ModelInfo[], ts: number): void {
+    const stamp: ListStamp = { serverTs: ts, request: 0 };
+    if (!isNewer(stamp, this.shown)) return;
     this.models = models.map((model) => ({ ...this.models.find((row) => row.name === model.name), ...model }));
-    this.refreshedAt = ts;
+    this.shown = stamp;
     this.loaded = true;
   }
 
@@ -62,10 +90,10 @@ export class ModelsStore {
     if (this.pending[name]) return;
     this.pending[name] = action;
     delete this.notes[name];
-    const started = this.now();
+    const started = performance.now();
     try {
       const result = await this.api.modelAction(name, action);
-      const ms = typeof result.ms === 'number' ? result.ms : this.now() - started;
+      const ms = typeof result.ms === 'number' ? result.ms : performance.now() - started;
       this.notes[name] =
         result.outcome === 'failed'
           ? { ok: false, text: `${action} failed${result.message ? `: ${result.message}` : ''}` }

@@ -1,5 +1,5 @@
 /// <reference types="svelte" />
-import { ConnectErrorCode, LlmError, type EndFrame, type GenerateRequest, type LimitsInfo, type ModelInfo } from '../../../../protocol/index.js';
+import { ConnectError, ConnectErrorCode, LlmError, type EndFrame, type GenerateRequest, type LimitsInfo, type ModelInfo } from '../../../../protocol/index.js';
 
 /** The slice of the protocol's GenerationStream the playground drives. */
 export interface PlaygroundStream extends AsyncIterable<string> {
@@ -25,6 +25,28 @@ export interface PlaygroundOptions {
 }
 
 export const DEFAULT_PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank';
+
+/**
+ * What to tell the user about a failed connect: the error's own message, and for a ConnectError
+ * what to do about its code. (Browsers hide why an upgrade was refused, so there it is mostly
+ * `unreachable`; the other codes come from clients that can read the refusal.)
+ */
+export function connectFailureText(error: unknown): string {
+  if (!(error instanceof ConnectError)) return error instanceof Error ? error.message : String(error);
+  switch (error.code) {
+    case ConnectErrorCode.unauthorized:
+      return `${error.message}. The server requires an API key: enter a valid one under "API key"`;
+    case ConnectErrorCode.forbidden:
+      return `${error.message}. The server does not accept this page's origin or host: check ALLOWED_ORIGINS and ALLOWED_HOSTS`;
+    case ConnectErrorCode.tooManyConnections:
+    case ConnectErrorCode.shuttingDown:
+      return `${error.message}. Try again in ${Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000))} s`;
+    case ConnectErrorCode.unreachable:
+      return `${error.message}. If the server is up: enter an API key under "API key" if it requires keys, or check ALLOWED_ORIGINS`;
+    default:
+      return error.message;
+  }
+}
 
 function defaultSchedule(flush: () => void): void {
   if (typeof requestAnimationFrame === 'function') requestAnimationFrame(() => flush());
@@ -58,7 +80,10 @@ export class PlaygroundStore {
   lastAt = $state<number | undefined>();
   end = $state.raw<EndFrame | undefined>();
   error = $state<string | undefined>();
+  /** Why the last connect failed, in words (see connectFailureText). */
   connectionError = $state<string | undefined>();
+  /** The last connect's failure itself, to branch on its `code`; undefined once connected. */
+  connectFailure = $state.raw<ConnectError | undefined>();
 
   /** Time to first token: the server's figure once the run ended, the page's own until then. */
   ttftMs = $derived(
@@ -106,7 +131,7 @@ export class PlaygroundStore {
       }
       this.connectionError = undefined;
     } catch (error) {
-      this.connectionError = `Cannot connect to the streaming endpoint: ${(error as Error).message}.`;
+      this.connectionError = `Cannot connect to the streaming endpoint: ${connectFailureText(error)}.`;
     }
   }
 
@@ -138,7 +163,7 @@ export class PlaygroundStore {
       this.end = await stream.end;
     } catch (error) {
       this.flush();
-      this.error = (error as Error).message;
+      this.error = connectFailureText(error);
       // A lost connection is not reused: the next run connects again. An error frame for this
       // request alone (invalid_params, overloaded...) leaves the connection usable.
       if (!(error instanceof LlmError) || error.code === ConnectErrorCode.connectionLost) this.dropClient();
@@ -183,11 +208,11 @@ export class PlaygroundStore {
     try {
       client = await this.options.connect(key);
     } catch (error) {
-      // A browser cannot see why an upgrade failed: name the likely causes.
-      throw new Error(
-        `${(error as Error).message}. The server may be down, or it refused the connection: enter an API key below if it requires keys, or check ALLOWED_ORIGINS`,
-      );
+      // Thrown on as it is (a ConnectError keeps its code); the callers word it with connectFailureText.
+      this.connectFailure = error instanceof ConnectError ? error : undefined;
+      throw error;
     }
+    this.connectFailure = undefined;
     this.client = client;
     this.clientKey = key;
     return client;
