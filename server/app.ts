@@ -6,6 +6,7 @@ import type { AdminToken } from './auth/admin-token.js';
 import type { Config } from './config/config.js';
 import { ensureDemoModel } from './demo-model/demo-model.js';
 import { createLlamaRuntime } from './engine/llama-runtime.js';
+import { Ingress } from './gateway/ingress.js';
 import { KeyBudgets } from './gateway/key-budgets.js';
 import { SessionRegistry } from './gateway/session-registry.js';
 import { streamEndpoint } from './gateway/stream-endpoint.js';
@@ -46,11 +47,15 @@ export interface Service {
   shutdown(graceMs?: number): Promise<void>;
 }
 
+/** Main-loop time per turn for decoding queued frames before I/O is polled again. */
+const INGRESS_SLICE_MS = 4;
 /** After the grace period, how long cancelled streams get to send their end frames. */
 const CANCEL_GRACE_MS = 2000;
 const MAX_BODY_BYTES = 1024 * 1024;
 /** Prompts up to this long are tokenized on the event loop: about 2-5 ms at most, measured on the demo model. */
 const INLINE_TOKENIZE_MAX_CHARS = 2048;
+/** Long prompts one connection may have waiting for the tokenizer worker. */
+const TOKENIZER_QUEUE_PER_CONNECTION = 2;
 /**
  * The tokenizer worker (about 40 MB) gives its memory back after this long without a long prompt;
  * starting it again costs the next long prompt about a second.
@@ -94,7 +99,13 @@ export async function startService(config: Config, logger: Logger = createLogger
     mlock: config.mlock,
     watch: config.watchModels,
     sampling: SAMPLING_DEFAULTS,
-    tokenizer: new PromptTokenizer({ inlineMaxChars: INLINE_TOKENIZE_MAX_CHARS, maxQueue: config.queueMax, queueTimeoutMs: config.queueTimeoutMs, idleMs: TOKENIZER_IDLE_MS }),
+    tokenizer: new PromptTokenizer({
+      inlineMaxChars: INLINE_TOKENIZE_MAX_CHARS,
+      maxQueue: config.queueMax,
+      maxQueuedPerOwner: TOKENIZER_QUEUE_PER_CONNECTION,
+      queueTimeoutMs: config.queueTimeoutMs,
+      idleMs: TOKENIZER_IDLE_MS,
+    }),
     onLoaded: (model) => telemetry?.modelLoaded?.(model),
   }, logger);
   let shuttingDown = false;
@@ -115,7 +126,8 @@ export async function startService(config: Config, logger: Logger = createLogger
     inject: hooks.injectFault,
   };
   const cache = new ResponseCache({ maxEntries: config.responseCacheEntries, maxBytes: config.responseCacheBytes });
-  const context: SessionContext = { config, pool, logger, telemetry: observability.telemetry, cache, faults, isShuttingDown: () => shuttingDown };
+  const ingress = new Ingress({ sliceMs: INGRESS_SLICE_MS });
+  const context: SessionContext = { config, pool, logger, telemetry: observability.telemetry, cache, faults, ingress, isShuttingDown: () => shuttingDown };
   const sessions = new SessionRegistry();
   const guard = new UpgradeGuard(config, access.keys, new KeyBudgets());
   const server = await listen({

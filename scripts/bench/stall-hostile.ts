@@ -66,6 +66,12 @@ export function genTemplate(prompt: string, maxFrameBytes: number): GenTemplate 
   return { bytes, idOffset: bytes.indexOf(ID_PLACEHOLDER) };
 }
 
+/** The two prompts the hostiles alternate, at the character limit, and their encoded frames. */
+export function hostileTemplates(chars: number, maxFrameBytes: number): { prompts: { ascii: string; mixed: string }; templates: GenTemplate[] } {
+  const prompts = { ascii: asciiPrompt(chars), mixed: mixedPrompt(chars, maxFrameBytes - 64) };
+  return { prompts, templates: [genTemplate(prompts.ascii, maxFrameBytes), genTemplate(prompts.mixed, maxFrameBytes)] };
+}
+
 export interface HostileOptions {
   streamUrl: string;
   apiKey: string | undefined;

@@ -2,12 +2,14 @@
  * Main-loop stall under oversize prompts: hostile connections send prompts at the character limit
  * at their full allowed rate while a victim streams and a prober watches /healthz (see USAGE).
  */
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { STREAM_PATH, WireLimits } from '../../protocol/index.js';
 import { BENCH_DIR, benchModelDir } from './bench-models.js';
-import { asciiPrompt, genTemplate, Hostile, mixedPrompt, newHostileStats } from './stall-hostile.js';
+import { hostileTemplates, newHostileStats, type HostileStats } from './stall-hostile.js';
+import type { HostileJob } from './stall-hostile-process.js';
 import { HealthProber, type ProbeSamples } from './stall-probe.js';
 import { Victim, type VictimSamples } from './stall-victim.js';
 import { startServerProcess } from './server-process.js';
@@ -29,6 +31,9 @@ Options:
   --calm N         seconds measured before the attack starts (default 3)
   --max-tokens N   victim's maxTokens, lowered to what the context holds (default 4096)
   --rps N          hostile refill rate per second, instead of learning it from limits frames
+  --chars N        characters of each hostile prompt (default the protocol's limit, 131072); a
+                   prompt short enough to pass the server's length bound is tokenized before
+                   it is refused, which is the costlier path
   --target URL     measure a running server (http://host:port) instead of starting one
   -h, --help       print this and exit
 
@@ -48,6 +53,7 @@ const { values: args } = parseArgs({
     hostile: { type: 'string', default: '32' },
     calm: { type: 'string', default: '3' },
     'max-tokens': { type: 'string', default: '4096' },
+    chars: { type: 'string', default: String(WireLimits.maxPromptChars) },
     rps: { type: 'string' },
     target: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
@@ -82,9 +88,26 @@ let current: Phase | undefined;
 const victim = await Victim.start({ streamUrl, apiKey, localAddress, maxTokens: Number(args['max-tokens']) }, () => current);
 const prober = new HealthProber(`${httpUrl}/healthz`, PROBE_INTERVAL_MS, () => current);
 const { maxFrameBytes } = victim.limits;
-const prompts = { ascii: asciiPrompt(WireLimits.maxPromptChars), mixed: mixedPrompt(WireLimits.maxPromptChars, maxFrameBytes - 64) };
-const templates = [genTemplate(prompts.ascii, maxFrameBytes), genTemplate(prompts.mixed, maxFrameBytes)];
+const { prompts, templates } = hostileTemplates(Number(args.chars), maxFrameBytes);
 await sleep(1); // warm-up, not measured
+
+let stopHostiles: (() => void) | undefined;
+
+/** Starts the hostile connections in their own process; resolves with their stats once stopped. */
+function startHostiles(job: HostileJob): Promise<HostileStats> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'stall-hostile-process.ts'), JSON.stringify(job)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  stopHostiles = () => child.stdin.end();
+  return new Promise((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(output) as HostileStats) : reject(new Error(`hostile process exited with ${code}`)))));
+}
+
+/** The server's event-loop delay since the previous scrape (prom-client resets it on each), in ms. */
+async function serverLoopLag(): Promise<{ p99: number; max: number }> {
+  const text = await fetch(`${httpUrl}/metrics`, { headers: { authorization: `Bearer ${process.env.ADMIN_TOKEN ?? 'bench'}` } }).then((response) => (response.ok ? response.text() : ''), () => '');
+  const read = (name: string): number => Math.round(Number(new RegExp(`^${name} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? Number.NaN) * 10_000) / 10;
+  return { p99: read('nodejs_eventloop_lag_p99_seconds'), max: read('nodejs_eventloop_lag_max_seconds') };
+}
 
 /** Runs `during` while the phase records; returns the phase. */
 async function measure(seconds: number, during: () => () => void = () => () => undefined): Promise<Phase> {
@@ -100,12 +123,17 @@ async function measure(seconds: number, during: () => () => void = () => () => u
 
 console.error(`calm for ${CALM} s, then ${HOSTILE} hostile connections for ${SECONDS} s against ${target ?? server!.httpUrl}...`);
 const calm = await measure(CALM);
-const stats = newHostileStats();
+let stats = newHostileStats();
 const rps = args.rps === undefined ? undefined : Number(args.rps);
+const lagBefore = await serverLoopLag(); // also resets the server's lag histogram
+let hostiles: Promise<HostileStats> | undefined;
 const attack = await measure(SECONDS, () => {
-  const hostiles = Array.from({ length: HOSTILE }, () => new Hostile({ streamUrl, apiKey, rps }, templates, stats));
-  return () => hostiles.forEach((hostile) => hostile.stop());
+  hostiles = startHostiles({ streamUrl, apiKey, rps, count: HOSTILE, maxFrameBytes, chars: Number(args.chars) });
+  return () => undefined;
 });
+const lagAttack = await serverLoopLag();
+stopHostiles?.();
+stats = await hostiles!;
 console.error('attack over, stopping...');
 await prober.stop(); // a probe still unanswered counts in the attack
 current = undefined;
@@ -124,7 +152,7 @@ const summary = (phase: Phase) => ({
     errors: phase.errors,
   },
 });
-const results = { calm: summary(calm), attack: summary(attack) };
+const results = { calm: { ...summary(calm), serverLoopLagMs: lagBefore }, attack: { ...summary(attack), serverLoopLagMs: lagAttack } };
 const rows = Object.entries(results).map(([name, { seconds, healthz, victim: v }]) => [
   name, seconds, healthz.p50, healthz.p99, healthz.max, healthz.failed, v.gapMs.p50, v.gapMs.p99, v.gapMs.max, v.tokensPerSecond, v.ttftMs.max,
 ]);
@@ -135,6 +163,7 @@ console.log(`\n${HOSTILE} hostile connections for ${SECONDS} s; /healthz every $
 console.log(table(['phase', 's', 'healthz p50 ms', 'p99', 'max', 'failed', 'tok gap p50 ms', 'p99', 'max', 'victim tok/s', 'ttft max ms'], rows));
 console.log(`hostile: ${stats.opened} of ${HOSTILE} connections opened, ${stats.sent} gen frames sent (ASCII ${prompts.ascii.length} chars / ${templates[0]!.bytes.length} bytes, mixed ${prompts.mixed.length} chars / ${templates[1]!.bytes.length} bytes)`);
 console.log(`answers: ${list(stats.answers)}; unanswered ${stats.sent - answered}`);
+console.log(`server event-loop delay (prom-client, 10 ms resolution): calm p99 ${lagBefore.p99} ms max ${lagBefore.max} ms; attack p99 ${lagAttack.p99} ms max ${lagAttack.max} ms`);
 console.log(`other: ${list(stats.other)}; victim errors under attack: ${list(attack.errors)}`);
 mkdirSync(BENCH_DIR, { recursive: true });
 const file = path.join(BENCH_DIR, 'stall.json');

@@ -15,8 +15,9 @@ import {
 } from '../../protocol/index.js';
 import type { CloseCause, Origin } from '../telemetry/events.js';
 import { ServiceError } from '../errors.js';
-import type { Connection, ConnectionHandler, FaultSink } from '../transport/types.js';
-import { ConnectionLimits } from './connection-limits.js';
+import type { Connection, ConnectionHandler, FaultSink, FaultSite } from '../transport/types.js';
+import { ConnectionLimits, type FrameVerdict } from './connection-limits.js';
+import type { Ingress, IngressQueue } from './ingress.js';
 import { FlowControl } from './flow-control.js';
 import type { RequestCounter, RequestHost, RequestServices } from './request-host.js';
 import type { StopCause } from './request-lifecycle.js';
@@ -33,10 +34,16 @@ export type SessionState = 'open' | 'dropping' | 'closing' | 'closed';
 export interface SessionContext extends RequestServices {
   /** Where a failure in a timer or promise the gateway started is reported. */
   faults: FaultSink;
+  /** Takes turns handling the frames connections queued. */
+  ingress: Ingress;
   /** True once shutdown began: new generations are refused. */
   isShuttingDown(): boolean;
 }
 
+/** Frames up to this size are decoded as they arrive (tens of microseconds); larger ones queue. */
+const INLINE_FRAME_BYTES = 16 * 1024;
+/** Received, unhandled bytes one connection may queue: above the request burst of large prompts. */
+const MAX_INBOX_BYTES = 8 * 1024 * 1024;
 /** A `limits` frame is sent at most this often unless a refusal makes it urgent. */
 const LIMITS_FRAME_INTERVAL_MS = 1000;
 /** The reason uWS reports when it cuts a connection for a text frame that is not UTF-8. */
@@ -60,6 +67,9 @@ export class Session implements ConnectionHandler, RequestHost {
   private readonly flow: FlowControl;
   private lastLimitsSentAt = 0;
   private lastMessageAt = performance.now();
+  /** Frames received and not handled yet (see Ingress), with their bytes. */
+  private readonly inbox: { data: ArrayBuffer; isBinary: boolean; verdict: FrameVerdict; receivedAt: number }[] = [];
+  private inboxBytes = 0;
 
   constructor(
     private readonly connection: Connection,
@@ -95,8 +105,8 @@ export class Session implements ConnectionHandler, RequestHost {
   }
 
   /** Reports a fault of this connection and closes it with 1011. */
-  failed(error: unknown): void {
-    this.context.faults.report({ site: 'timer', error, context: this.describe() });
+  failed(error: unknown, site: FaultSite = 'timer'): void {
+    this.context.faults.report({ site, error, context: this.describe() });
     this.close(CloseCode.internalError, 'internal error', 'error');
   }
 
@@ -132,14 +142,45 @@ export class Session implements ConnectionHandler, RequestHost {
   }
 
   message(data: ArrayBuffer, isBinary: boolean): void {
-    this.lastMessageAt = performance.now();
+    const receivedAt = performance.now();
+    this.lastMessageAt = receivedAt;
     this.context.telemetry.frameIn(data.byteLength);
     if (data.byteLength > WireLimits.maxFrameBytes) {
       return this.close(CloseCode.messageTooBig, `frame exceeds ${WireLimits.maxFrameBytes} bytes`, 'too_big');
     }
-    // Every frame counts, valid or not: a flood of garbage is a flood.
+    // Every frame counts, valid or not, when it arrives: a flood of garbage is a flood.
     const verdict = this.limits.admitFrame();
     if (verdict === 'flood') return this.closeForFlood();
+    // A small frame with nothing queued before it costs microseconds: handled now. Anything else
+    // waits its turn, so decoding large frames never holds the loop for long.
+    if (this.inbox.length === 0 && data.byteLength <= INLINE_FRAME_BYTES) return this.handleFrame(data, isBinary, verdict, receivedAt);
+    if (this.inboxBytes + data.byteLength > MAX_INBOX_BYTES) {
+      return this.close(CloseCode.policyViolation, 'flood: frames arrive faster than they can be handled', 'flood');
+    }
+    // uWS reuses the message's memory after this callback: keep a copy.
+    this.inbox.push({ data: data.slice(0), isBinary, verdict, receivedAt });
+    this.inboxBytes += data.byteLength;
+    this.context.ingress.enqueue(this.inboxQueue);
+  }
+
+  private readonly inboxQueue: IngressQueue = {
+    handleNext: () => {
+      const next = this.inbox.shift();
+      if (next === undefined) return false;
+      this.inboxBytes -= next.data.byteLength;
+      try {
+        this.context.faults.inject?.('message', this.describe());
+        this.handleFrame(next.data, next.isBinary, next.verdict, next.receivedAt);
+      } catch (error) {
+        this.failed(error, 'message');
+      }
+      return this.inbox.length > 0;
+    },
+  };
+
+  /** Decodes, validates and acts on one frame that passed the frame bucket's count. */
+  private handleFrame(data: ArrayBuffer, isBinary: boolean, verdict: FrameVerdict, receivedAt: number): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
     const decoded = decodeMessage(data, isBinary, this.format);
     if (!decoded.ok) return this.sendError({ code: ErrorCode.badFrame, message: decoded.reason });
     const parsed = parseClientFrame(decoded.value);
@@ -153,7 +194,7 @@ export class Session implements ConnectionHandler, RequestHost {
     }
     switch (frame.t) {
       case 'gen':
-        return this.startRequest(frame, performance.now());
+        return this.startRequest(frame, receivedAt);
       case 'cancel': {
         const request = this.requests.get(frame.id);
         if (request) return request.cancel('cancelled');
@@ -173,6 +214,8 @@ export class Session implements ConnectionHandler, RequestHost {
 
   closed(code: number, message: string): void {
     this.state = 'closed';
+    this.inbox.length = 0;
+    this.inboxBytes = 0;
     this.cancelAll('disconnected');
     this.flow.resume();
     this.context.telemetry.connectionClosed(this.origin, this.closeCause ?? this.peerCloseCause(code, message), Date.now() - this.openedAt);

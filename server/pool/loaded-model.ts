@@ -103,13 +103,14 @@ export class LoadedModel {
   }
 
   /**
-   * Tokenizes a prompt the way generation sees it, with the BOS token the model expects. A prompt
-   * that cannot leave `reserve` tokens free in the context is refused from its length alone, before
-   * any tokenizer runs; long ones are tokenized off the event loop, waiting fairly by `owner`.
+   * Tokenizes a prompt the way generation sees it, with the BOS token the model expects. A long
+   * prompt that cannot leave `reserve` tokens free in the context is refused from its length alone,
+   * before any tokenizer runs; the others are tokenized off the event loop, waiting fairly by `owner`.
    */
   async tokenizePrompt(prompt: string, options: { reserve: number; owner: string; signal: AbortSignal }): Promise<number[]> {
-    const atLeast = minTokenCount(prompt, this.bytesPerToken);
-    if (atLeast + options.reserve > this.contextSize) {
+    // A short prompt is tokenized at once, for the exact count; a long one is bounded first.
+    const atLeast = this.tokenizer.isInline(prompt) ? undefined : minTokenCount(prompt, this.bytesPerToken);
+    if (atLeast !== undefined && atLeast + options.reserve > this.contextSize) {
       throw new ServiceError(
         ErrorCode.promptTooLong,
         `prompt (at least ${atLeast} tokens) + maxTokens (${options.reserve}) exceed the context of ${this.contextSize} tokens`,

@@ -6,6 +6,8 @@ export interface SchedulerOptions {
   maxQueue: number;
   /** Longest wait before `queue_timeout`. */
   queueTimeoutMs: number;
+  /** Requests one owner may have waiting; one more is refused with `overloaded`. Default: no cap but maxQueue. */
+  maxQueuedPerOwner?: number;
   /** Smallest interval between two position updates to one waiter. Default: 250 ms. */
   positionIntervalMs?: number;
 }
@@ -84,6 +86,15 @@ export class SlotScheduler<T> {
         new ServiceError(ErrorCode.overloaded, `all ${this.total} slots are busy and ${this.waiting} requests are waiting`, {
           retryAfterMs,
           details: { queued: this.waiting, slots: this.total },
+        }),
+      );
+    }
+    const ownerQueued = this.queues.get(options.owner)?.length ?? 0;
+    if (this.options.maxQueuedPerOwner !== undefined && ownerQueued >= this.options.maxQueuedPerOwner) {
+      return Promise.reject(
+        new ServiceError(ErrorCode.overloaded, `this connection already has ${ownerQueued} requests waiting here`, {
+          retryAfterMs: this.estimateRetryAfterMs(),
+          details: { queued: ownerQueued, limit: this.options.maxQueuedPerOwner },
         }),
       );
     }

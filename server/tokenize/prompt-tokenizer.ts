@@ -11,6 +11,8 @@ export interface PromptTokenizerOptions {
   inlineMaxChars: number;
   /** Prompts that may wait for the worker; one more is refused with `overloaded`. */
   maxQueue: number;
+  /** Prompts one owner may have waiting, so a flood from a few cannot fill the queue for all. */
+  maxQueuedPerOwner: number;
   /** Longest wait for the worker before `queue_timeout`. */
   queueTimeoutMs: number;
   /** The worker exits after this long without a job, giving its memory back. */
@@ -58,7 +60,7 @@ export class PromptTokenizer {
   private closed = false;
 
   constructor(private readonly options: PromptTokenizerOptions) {
-    this.lane = new SlotScheduler([true], { maxQueue: options.maxQueue, queueTimeoutMs: options.queueTimeoutMs });
+    this.lane = new SlotScheduler([true], { maxQueue: options.maxQueue, maxQueuedPerOwner: options.maxQueuedPerOwner, queueTimeoutMs: options.queueTimeoutMs });
   }
 
   /** Jobs waiting for the worker (for metrics and tests). */
@@ -71,9 +73,14 @@ export class PromptTokenizer {
     return this.worker !== undefined;
   }
 
+  /** True when `text` is short enough to be tokenized on the calling thread. */
+  isInline(text: string): boolean {
+    return text.length <= this.options.inlineMaxChars;
+  }
+
   /** Tokenizes `text` (without BOS); rejects with the signal's reason if it aborts while waiting. */
   async tokenize(model: TokenizerModel, text: string, owner: string, signal: AbortSignal): Promise<number[]> {
-    if (text.length <= this.options.inlineMaxChars) return model.tokenizeInline(text);
+    if (this.isInline(text)) return model.tokenizeInline(text);
     if (this.closed) throw new ServiceError(ErrorCode.shuttingDown, 'the server is shutting down');
     const lease = await this.lane.acquire({ owner, signal });
     try {

@@ -26,7 +26,7 @@ let target: TokenizerModel;
 const tokenizers: PromptTokenizer[] = [];
 
 function tokenizer(options: Partial<ConstructorParameters<typeof PromptTokenizer>[0]> = {}): PromptTokenizer {
-  const created = new PromptTokenizer({ inlineMaxChars: 16, maxQueue: 16, queueTimeoutMs: 30_000, idleMs: 60_000, ...options });
+  const created = new PromptTokenizer({ inlineMaxChars: 16, maxQueue: 16, maxQueuedPerOwner: 8, queueTimeoutMs: 30_000, idleMs: 60_000, ...options });
   tokenizers.push(created);
   return created;
 }

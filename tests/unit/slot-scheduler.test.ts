@@ -196,6 +196,20 @@ describe('SlotScheduler', () => {
     expect(s.queued).toBe(2);
   });
 
+  it('refuses an owner past its own queue cap with overloaded while others still get in', async () => {
+    const s = scheduler(1, { maxQueue: 10, maxQueuedPerOwner: 2 });
+    request(s, 'a', 'held');
+    request(s, 'a', 'a1');
+    request(s, 'a', 'a2');
+    const refused = request(s, 'a', 'a3');
+    const other = request(s, 'b', 'b1');
+    await flush();
+    expect((refused.error as ServiceError).code).toBe('overloaded');
+    expect((refused.error as ServiceError).details).toEqual({ queued: 2, limit: 2 });
+    expect(other.error).toBeUndefined();
+    expect(s.queued).toBe(3);
+  });
+
   it('refuses with overloaded at once when no queue is allowed', async () => {
     const s = scheduler(1, { maxQueue: 0 });
     request(s, 'a', 'held');

@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { Ingress, type IngressQueue } from '../../server/gateway/ingress.js';
+
+/** A queue of named frames; handling one records it and may burn main-loop time. */
+function queue(name: string, frames: number, log: string[], costMs = 0): IngressQueue & { left: number } {
+  const q = {
+    left: frames,
+    handleNext(): boolean {
+      if (q.left === 0) return false;
+      const until = performance.now() + costMs;
+      while (performance.now() < until);
+      log.push(`${name}${frames - q.left}`);
+      q.left--;
+      return q.left > 0;
+    },
+  };
+  return q;
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('Ingress', () => {
+  it('handles one frame per queue in turn, in each queue\'s order', async () => {
+    const log: string[] = [];
+    const ingress = new Ingress({ sliceMs: 1000 });
+    ingress.enqueue(queue('a', 3, log));
+    ingress.enqueue(queue('b', 1, log));
+    ingress.enqueue(queue('c', 2, log));
+    expect(log).toEqual([]);
+    expect(ingress.busy).toBe(true);
+    await turn();
+    expect(log).toEqual(['a0', 'b0', 'c0', 'a1', 'c1', 'a2']);
+    expect(ingress.busy).toBe(false);
+  });
+
+  it('stops a turn once its slice is spent and goes on in the next turns', async () => {
+    const log: string[] = [];
+    const ingress = new Ingress({ sliceMs: 5 });
+    ingress.enqueue(queue('a', 20, log, 2));
+    await turn();
+    // 2 ms a frame in a 5 ms slice: three frames at most before the loop polls I/O again.
+    expect(log.length).toBeGreaterThan(0);
+    expect(log.length).toBeLessThanOrEqual(3);
+    let turns = 1;
+    while (ingress.busy) {
+      await turn();
+      turns++;
+    }
+    expect(log).toHaveLength(20);
+    expect(turns).toBeGreaterThanOrEqual(7);
+  });
+
+  it('enqueues a queue once however often it is told', async () => {
+    const log: string[] = [];
+    const ingress = new Ingress({ sliceMs: 1000 });
+    const a = queue('a', 2, log);
+    ingress.enqueue(a);
+    ingress.enqueue(a);
+    ingress.enqueue(a);
+    await turn();
+    expect(log).toEqual(['a0', 'a1']);
+  });
+});
