@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
-import { writeDemoModel } from '../server/demo-model/demo-model.js';
+import { writeDemoModel } from '../server/model-maker/demo/demo-model.js';
 import {
   SHAPE_PRESETS, shapeParameterCount, writeShapeModel, type ShapeModelSpec, type ShapePresetName, type ShapeQuant,
-} from '../server/demo-model/shape-model.js';
-import { GgufWriteError, type GgufWriteSummary } from '../server/gguf/gguf-writer.js';
-import { LlamaShapeError } from '../server/gguf/llama-gguf.js';
+} from '../server/model-maker/demo/shape-model.js';
+import { GgufWriteError, type GgufWriteSummary } from '../server/model-maker/gguf/gguf-writer.js';
+import { LlamaShapeError } from '../server/model-maker/gguf/llama-gguf.js';
 
 const USAGE = `usage: tsx scripts/make-model.ts --preset demo|${Object.keys(SHAPE_PRESETS).join('|')} --out path.gguf
   [--quant f16|q8_0] [--seed N]

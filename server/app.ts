@@ -4,7 +4,7 @@ import { createAccessControl } from './auth/access-control.js';
 import { ResponseCache } from './cache/response-cache.js';
 import type { AdminToken } from './auth/admin-token.js';
 import type { Config } from './config/config.js';
-import { ensureDemoModel } from './demo-model/demo-model.js';
+import { ensureDemoModel } from './model-maker/demo/demo-model.js';
 import { createLlamaRuntime } from './engine/llama-runtime.js';
 import { Ingress } from './gateway/ingress.js';
 import { KeyBudgets } from './gateway/key-budgets.js';
@@ -21,7 +21,7 @@ import { SAMPLING_DEFAULTS } from './pool/sampling-defaults.js';
 import { ModelPool } from './pool/model-pool.js';
 import { configSummary } from './telemetry/config-summary.js';
 import type { Telemetry } from './telemetry/events.js';
-import { feedEndpoint } from './telemetry/feed-endpoint.js';
+import { feedEndpoint } from './http/feed-endpoint.js';
 import { attachLogFiles, createLogger, type Logger } from './telemetry/logger.js';
 import { Observability } from './telemetry/observability.js';
 import { PromptTokenizer } from './tokenize/prompt-tokenizer.js';
@@ -110,10 +110,12 @@ export async function startService(config: Config, logger: Logger = createLogger
   }, logger);
   let shuttingDown = false;
   let defaultModelError: string | undefined;
+  const sessions = new SessionRegistry();
   const observability = new Observability({
     metrics: config.metricsEnabled,
     feedHistoryS: config.feedHistoryS,
     models: () => pool.list(),
+    connections: () => sessions.size,
     accessLog: !config.logAccess || config.logLevel === 'silent' ? undefined : (logFiles?.access ?? logger.child({ log: 'access' })),
     logger,
   });
@@ -128,7 +130,6 @@ export async function startService(config: Config, logger: Logger = createLogger
   const cache = new ResponseCache({ maxEntries: config.responseCacheEntries, maxBytes: config.responseCacheBytes });
   const ingress = new Ingress({ sliceMs: INGRESS_SLICE_MS });
   const context: SessionContext = { config, pool, logger, telemetry: observability.telemetry, cache, faults, ingress, isShuttingDown: () => shuttingDown };
-  const sessions = new SessionRegistry();
   const guard = new UpgradeGuard(config, access.keys, new KeyBudgets());
   const server = await listen({
     host: config.host,

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
-import { SHAPE_PRESETS, writeShapeModel, type ShapePresetName, type ShapeQuant } from '../../server/demo-model/shape-model.js';
+import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
+import { SHAPE_PRESETS, writeShapeModel, type ShapePresetName, type ShapeQuant } from '../../server/model-maker/demo/shape-model.js';
 
 /** Where benchmarks keep the models they generate. */
 export const BENCH_DIR = path.resolve('bench-results');

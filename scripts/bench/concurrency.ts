@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { connect, STREAM_PATH, type LlmClient, type WebSocketConstructor } from '../../protocol/index.js';
-import type { ShapeQuant } from '../../server/demo-model/shape-model.js';
+import type { ShapeQuant } from '../../server/model-maker/demo/shape-model.js';
 import { BENCH_DIR, benchModelDir } from './bench-models.js';
 import { startServerProcess } from './server-process.js';
 import { quantile, table } from './stats.js';

@@ -10,7 +10,7 @@ import { getLlama } from 'node-llama-cpp';
 import { Bench } from 'tinybench';
 import { decodeMessage, encodeFrame, parseClientFrame } from '../../protocol/index.js';
 import { ApiKeyStore, generateKey } from '../../server/auth/api-keys.js';
-import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
+import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
 import { FloodDetector } from '../../server/limits/flood-detector.js';
 import { TokenBucket } from '../../server/limits/token-bucket.js';
 import { median, table } from './stats.js';

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { FEED_PATH, connect, type LlmClient, type WebSocketConstructor } from '../../protocol/index.js';
 import { FEED_SUBPROTOCOL } from '../../protocol/feed.js';
-import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
+import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
 import { measureStream } from './measure-stream.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { median, quantile, table } from './stats.js';

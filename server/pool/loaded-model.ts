@@ -5,7 +5,7 @@ import type { PromptTokenizer } from '../tokenize/prompt-tokenizer.js';
 import { maxTokenBytes, minTokenCount } from '../tokenize/vocab-bound.js';
 import type { SamplingDefaults } from './manifest.js';
 import { generate, type GenerationOutcome, type SamplingParams, type TextSink } from '../engine/generate.js';
-import { SlotScheduler, type AcquireOptions, type SchedulerOptions } from './slot-scheduler.js';
+import { SlotScheduler, type AcquireOptions, type SchedulerOptions } from '../scheduling/slot-scheduler.js';
 
 export interface LoadOptions extends SchedulerOptions {
   /** Tokens per sequence; capped at the model's training context. */

@@ -1,5 +1,5 @@
 import { GgmlType, GgufInsights, readGgufFileInfo, type GgufTensorInfo, type Llama } from 'node-llama-cpp';
-import { inspectGgufHeader } from '../gguf/gguf-header.js';
+import { inspectGgufHeader } from './gguf-header.js';
 
 /** What the pool knows of a model file before loading it. */
 export interface ModelFacts {

@@ -8,6 +8,8 @@ export const FEED_TOPIC = 'admin/feed';
 export interface FeedSources {
   live: LiveStats;
   models(): ModelInfo[];
+  /** Open connections on the stream endpoint (the session registry's count). */
+  connections(): number;
 }
 
 /**
@@ -49,7 +51,7 @@ export class LiveFeed {
       interTokenMs: live.interToken.percentiles(),
       requests: { running, waiting, completedTotal: live.completedTotal, failedTotal: live.failedTotal },
       slots: { busy, total },
-      connections: live.connections,
+      connections: this.sources.connections(),
       resources,
       models,
       errors: live.errors.toArray(),

@@ -21,8 +21,6 @@ export class LiveStats {
   completedTotal = 0;
   /** Requests that ended with an err frame (refused or failed). */
   failedTotal = 0;
-  /** Open connections on the stream endpoint. */
-  connections = 0;
 
   /** Closes the current second of every window; it lasted `elapsedMs`. */
   roll(elapsedMs: number): void {

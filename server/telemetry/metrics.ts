@@ -27,6 +27,8 @@ export interface MetricSources {
   modelMemory(): ModelMemory[];
   /** The resource monitor's latest sample. */
   resources(): ResourceFigures;
+  /** Open connections on the stream endpoint (the session registry's count). */
+  connections(): number;
 }
 
 /**
@@ -61,9 +63,6 @@ export class ServiceMetrics {
   readonly framesSent: CounterCell;
   readonly bytesReceived: CounterCell;
   readonly bytesSent: CounterCell;
-
-  /** Open WebSocket connections on the stream endpoint. */
-  openConnections = 0;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -128,13 +127,12 @@ export class ServiceMetrics {
       labelNames: ['cause'],
       registers,
     });
-    const self = this;
     new Gauge({
       name: name('connections_open'),
       help: 'WebSocket connections open on the stream endpoint',
       registers,
       collect() {
-        this.set(self.openConnections);
+        this.set(sources.connections());
       },
     });
     this.rateLimited = new Counter({ name: name('rate_limited_total'), help: 'Requests refused with rate_limited', registers });

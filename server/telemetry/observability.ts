@@ -18,6 +18,8 @@ export interface ObservabilityOptions {
   feedHistoryS: number;
   /** The pool's model list. */
   models(): ModelInfo[];
+  /** Open connections on the stream endpoint. */
+  connections(): number;
   /** Writes access.log, when it is on. */
   accessLog?: Logger | undefined;
   /** For failures of the sampling loop itself. */
@@ -52,9 +54,9 @@ export class Observability {
       const live = new LiveStats();
       const models = new LoadedModels();
       const monitor = new ResourceMonitor(models);
-      const prometheus = new ServiceMetrics({ models: options.models, modelMemory: () => models.memory(), resources: () => monitor.latest });
+      const prometheus = new ServiceMetrics({ models: options.models, modelMemory: () => models.memory(), resources: () => monitor.latest, connections: options.connections });
       this.live = live;
-      this.metrics = { prometheus, monitor, models, feed: new LiveFeed({ live, models: options.models }, options.feedHistoryS) };
+      this.metrics = { prometheus, monitor, models, feed: new LiveFeed({ live, models: options.models, connections: options.connections }, options.feedHistoryS) };
       this.service = new ServiceTelemetry({ metrics: { prometheus, live, models }, ...(access && { access }) });
     } else if (access) {
       this.service = new ServiceTelemetry({ access });

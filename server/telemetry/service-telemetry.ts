@@ -62,20 +62,12 @@ export class ServiceTelemetry implements Telemetry {
   }
 
   connectionOpened(origin: Origin): void {
-    if (this.prometheus) {
-      this.prometheus.connectionsOpened.inc();
-      this.prometheus.openConnections++;
-    }
-    if (this.live) this.live.connections++;
+    this.prometheus?.connectionsOpened.inc();
     this.access?.connectionOpened(origin);
   }
 
   connectionClosed(origin: Origin, cause: CloseCause, ageMs: number): void {
-    if (this.prometheus) {
-      this.prometheus.connectionsClosed.labels(cause).inc();
-      this.prometheus.openConnections--;
-    }
-    if (this.live) this.live.connections--;
+    this.prometheus?.connectionsClosed.labels(cause).inc();
     this.access?.connectionClosed(origin, cause, ageMs);
   }
 

@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ErrorCode } from '../../protocol/index.js';
 import { ServiceError } from '../errors.js';
-import { SlotScheduler } from '../pool/slot-scheduler.js';
+import { SlotScheduler } from '../scheduling/slot-scheduler.js';
 import type { TokenizeJob, TokenizeResult } from './tokenizer-messages.js';
 
 export interface PromptTokenizerOptions {

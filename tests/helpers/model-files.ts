@@ -2,8 +2,8 @@ import { copyFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { writeDemoModel } from '../../server/demo-model/demo-model.js';
-import { SHAPE_PRESETS, writeShapeModel } from '../../server/demo-model/shape-model.js';
+import { writeDemoModel } from '../../server/model-maker/demo/demo-model.js';
+import { SHAPE_PRESETS, writeShapeModel } from '../../server/model-maker/demo/shape-model.js';
 
 const CACHE = path.join(os.tmpdir(), 'llm-stream-test-model-cache');
 

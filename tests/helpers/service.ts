@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { connect, type ConnectOptions, type LlmClient, type WebSocketConstructor } from '../../protocol/index.js';
 import { startService, type Service, type ServiceHooks } from '../../server/app.js';
 import { loadConfig, type Config } from '../../server/config/config.js';
-import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
+import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
 import { createLogger, type Logger } from '../../server/telemetry/logger.js';
 
 /** One demo model for the whole test run, written once into the OS temp folder. */

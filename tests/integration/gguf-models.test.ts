@@ -3,16 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getLlama, LlamaCompletion, readGgufFileInfo, type Llama, type LlamaModel } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { planBigramModel } from '../../server/demo-model/bigram-model.js';
-import { readCorpus } from '../../server/demo-model/corpus.js';
+import { planBigramModel } from '../../server/model-maker/demo/bigram-model.js';
+import { readCorpus } from '../../server/model-maker/demo/corpus.js';
 import {
   DEMO_MODEL_FILE, DEMO_MULTIBYTE_EXPECTED, DEMO_MULTIBYTE_PROMPT, ensureDemoModel, writeDemoModel,
-} from '../../server/demo-model/demo-model.js';
-import { SHAPE_PRESETS, shapeParameterCount, writeShapeModel } from '../../server/demo-model/shape-model.js';
-import { SpmTokenizer } from '../../server/demo-model/spm-tokenizer.js';
-import { float16BitsToNumber, float32ToFloat16Bits } from '../../server/gguf/f16.js';
-import { inspectGgufHeader } from '../../server/gguf/gguf-header.js';
-import { writeGgufFile } from '../../server/gguf/gguf-writer.js';
+} from '../../server/model-maker/demo/demo-model.js';
+import { SHAPE_PRESETS, shapeParameterCount, writeShapeModel } from '../../server/model-maker/demo/shape-model.js';
+import { SpmTokenizer } from '../../server/model-maker/demo/spm-tokenizer.js';
+import { float16BitsToNumber, float32ToFloat16Bits } from '../../server/model-maker/gguf/f16.js';
+import { inspectGgufHeader } from '../../server/pool/gguf-header.js';
+import { writeGgufFile } from '../../server/model-maker/gguf/gguf-writer.js';
 
 let dir: string;
 let llama: Llama;

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
+import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
 import { SHARED_MODELS_DIR, tempDir } from '../helpers/service.js';
 
 /*

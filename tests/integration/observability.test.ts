@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { FEED_PATH, type EndFrame, type FeedFrame, type FeedHistory, type FeedSnapshot } from '../../protocol/index.js';
 import { FEED_SUBPROTOCOL } from '../../protocol/feed.js';
 import type { Service } from '../../server/app.js';
-import { parseExposition, sampleValue, type MetricFamily } from '../../server/telemetry/exposition.js';
+import { parseExposition, sampleValue, type MetricFamily } from '../helpers/exposition.js';
 import { createLogger } from '../../server/telemetry/logger.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 import { startTestService, tempDir } from '../helpers/service.js';

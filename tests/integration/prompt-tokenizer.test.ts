@@ -5,7 +5,7 @@ import { ServiceError } from '../../server/errors.js';
 import { PromptTokenizer, type TokenizerModel } from '../../server/tokenize/prompt-tokenizer.js';
 import { maxTokenBytes, minTokenCount } from '../../server/tokenize/vocab-bound.js';
 import { SHARED_MODELS_DIR, connectClient, startTestService } from '../helpers/service.js';
-import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
+import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
 import type { Service } from '../../server/app.js';
 
 /*

@@ -1,7 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { connect, type EndFrame, type ServerFrame, type WebSocketConstructor } from '../../protocol/index.js';
-import { ensureDemoModel } from '../../server/demo-model/demo-model.js';
+import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
 import { spawnServer, type ChildServer } from '../helpers/attack-server-process.js';
 import { requestFrameViolations } from '../helpers/attack-socket.js';
 import { RawSocket } from '../helpers/raw-socket.js';

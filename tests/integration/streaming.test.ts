@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pack } from 'msgpackr';
 import type { EndFrame, ServerFrame } from '../../protocol/index.js';
 import type { Service } from '../../server/app.js';
-import { DEMO_MULTIBYTE_EXPECTED, DEMO_MULTIBYTE_PROMPT } from '../../server/demo-model/demo-model.js';
+import { DEMO_MULTIBYTE_EXPECTED, DEMO_MULTIBYTE_PROMPT } from '../../server/model-maker/demo/demo-model.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 import { connectClient, startTestService } from '../helpers/service.js';
 

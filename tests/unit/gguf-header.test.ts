@@ -2,8 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GgufHeaderError, inspectGgufHeader } from '../../server/gguf/gguf-header.js';
-import { writeGgufFile } from '../../server/gguf/gguf-writer.js';
+import { GgufHeaderError, inspectGgufHeader } from '../../server/pool/gguf-header.js';
+import { writeGgufFile } from '../../server/model-maker/gguf/gguf-writer.js';
 
 let dir: string;
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ServiceError } from '../../server/errors.js';
-import { SlotScheduler, type Lease, type SchedulerOptions } from '../../server/pool/slot-scheduler.js';
+import { SlotScheduler, type Lease, type SchedulerOptions } from '../../server/scheduling/slot-scheduler.js';
 
 interface Slot {
   id: number;

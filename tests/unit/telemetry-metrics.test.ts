@@ -1,7 +1,7 @@
 import { Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import type { ModelInfo } from '../../protocol/index.js';
-import { parseExposition, sampleValue } from '../../server/telemetry/exposition.js';
+import { parseExposition, sampleValue } from '../helpers/exposition.js';
 import { HotCounter, HotHistogram } from '../../server/telemetry/hot-metrics.js';
 import { Observability } from '../../server/telemetry/observability.js';
 import { createLogger } from '../../server/telemetry/logger.js';
@@ -12,8 +12,11 @@ const models: ModelInfo[] = [{ name: 'demo', state: 'loaded', default: true, siz
 const usage = (promptTokens: number, completionTokens: number) => ({ promptTokens, completionTokens });
 const timings = (queueMs: number, ttftMs: number, totalMs: number) => ({ queueMs, ttftMs, totalMs });
 
+/** Open connections as the session registry would report them. */
+let openConnections = 0;
+
 function observability(): Observability {
-  return new Observability({ metrics: true, feedHistoryS: 300, models: () => models, logger: createLogger('silent') });
+  return new Observability({ metrics: true, feedHistoryS: 300, models: () => models, connections: () => openConnections, logger: createLogger('silent') });
 }
 
 async function scrape(obs: Observability) {
@@ -72,6 +75,9 @@ describe('service metrics', () => {
     expect(value('llm_connections_opened_total')).toBe(1);
     expect(value('llm_connections_closed_total', { cause: 'idle' })).toBe(1);
     expect(value('llm_connections_open')).toBe(0);
+    openConnections = 3;
+    expect(sampleValue(await scrape(obs), 'llm_connections_open', {})).toBe(3);
+    openConnections = 0;
     expect(value('llm_ws_frames_received_total')).toBe(1);
     expect(value('llm_ws_received_bytes_total')).toBe(100);
     expect(value('llm_ws_frames_sent_total')).toBe(2);
@@ -118,7 +124,7 @@ describe('service metrics', () => {
   });
 
   it('with METRICS_ENABLED off and no access log, the gateway gets the no-op telemetry', () => {
-    const obs = new Observability({ metrics: false, feedHistoryS: 300, models: () => models, logger: createLogger('silent') });
+    const obs = new Observability({ metrics: false, feedHistoryS: 300, models: () => models, connections: () => 0, logger: createLogger('silent') });
     expect(obs.metrics).toBeUndefined();
     expect(() => obs.telemetry.request('demo', 'a', origin).token()).not.toThrow();
   });

@@ -17,7 +17,7 @@ function collectionsPerRun(step: string): number {
   const probe = `
 import { Observability } from '${module('server/telemetry/observability.ts')}';
 import { createLogger } from '${module('server/telemetry/logger.ts')}';
-const obs = new Observability({ metrics: true, feedHistoryS: 10, models: () => [], logger: createLogger('silent') });
+const obs = new Observability({ metrics: true, feedHistoryS: 10, models: () => [], connections: () => 0, logger: createLogger('silent') });
 const telemetry = obs.telemetry;
 const request = telemetry.request('demo', 'a', { session: 's', remoteAddress: '::1', keyName: 'anonymous' });
 request.started(1);

@@ -2,7 +2,7 @@ import { FEED_PATH, FEED_SUBPROTOCOL } from '../../protocol/feed.js';
 import type { AdminCheck } from '../auth/access-control.js';
 import { withoutCredentials } from '../auth/bearer.js';
 import type { ConnectionHandler, SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
-import { FEED_TOPIC, type LiveFeed } from './live-feed.js';
+import { FEED_TOPIC, type LiveFeed } from '../telemetry/live-feed.js';
 
 /** The history frame of 5 minutes is a few hundred KB: the send buffer must hold it whole. */
 const FEED_MAX_BACKPRESSURE = 8 * 1024 * 1024;

@@ -1,4 +1,4 @@
-import type { SpmVocab } from '../demo-model/spm-vocab.js';
+import type { SpmVocab } from '../demo/spm-vocab.js';
 import type { GgufMetadata } from './gguf-writer.js';
 
 /** The hyper-parameters that fix a llama model's tensor shapes and per-token cost. */
