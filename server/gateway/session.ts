@@ -14,7 +14,7 @@ import {
   type WireFormat,
 } from '../../protocol/index.js';
 import type { CloseCause, Origin } from '../telemetry/events.js';
-import { ServiceError } from '../errors.js';
+import { ServiceError, errFrameOf } from '../errors.js';
 import type { Connection, ConnectionHandler, FaultSink, FaultSite } from '../transport/types.js';
 import { ConnectionLimits, type FrameVerdict } from './connection-limits.js';
 import type { Ingress, IngressQueue } from './ingress.js';
@@ -290,8 +290,7 @@ export class Session implements ConnectionHandler, RequestHost {
       this.limits.admitGeneration(frame.model, this.context.pool.defaultName);
     } catch (error) {
       if (!(error instanceof ServiceError)) throw error;
-      const refusal = { id: frame.id, code: error.code, message: error.message, ...(error.retryAfterMs !== undefined && { retryAfterMs: error.retryAfterMs }), ...(error.details && { details: error.details }) };
-      this.refuse(refusal, frame.model);
+      this.refuse(errFrameOf(error, frame.id), frame.model);
       if (error.code === ErrorCode.rateLimited) {
         this.context.telemetry.rateLimited(this.origin);
         this.sendLimits(true);

@@ -6,6 +6,7 @@ import type { ModelActionResult, ModelPool } from '../pool/model-pool.js';
 import type { HttpReply, HttpRoute } from '../transport/types.js';
 import type { AdminCheck } from '../auth/access-control.js';
 import { requireAdmin } from './admin-guard.js';
+import { errorReply } from './error-reply.js';
 import { jsonReply } from './json-reply.js';
 
 const ACTIONS = ['load', 'unload', 'reload'] as const;
@@ -63,7 +64,7 @@ async function runAction(pool: ModelPool, action: (typeof ACTIONS)[number], name
 }
 
 function replyFor(result: ModelActionResult | ServiceError): HttpReply {
-  if (result instanceof ServiceError) return jsonReply(result.code === 'model_not_found' ? 404 : 409, { error: result.code, message: result.message });
+  if (result instanceof ServiceError) return errorReply(result);
   return jsonReply(result.outcome === 'failed' ? 409 : 200, result);
 }
 

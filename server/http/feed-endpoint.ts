@@ -1,4 +1,6 @@
 import { FEED_PATH, FEED_SUBPROTOCOL } from '../../protocol/feed.js';
+import { ConnectErrorCode } from '../../protocol/index.js';
+import { refuseUpgrade } from '../gateway/upgrade-refusal.js';
 import type { AdminCheck } from '../auth/access-control.js';
 import { withoutCredentials } from '../auth/bearer.js';
 import type { ConnectionHandler, SocketEndpoint, UpgradeDecision, UpgradeRequest } from '../transport/types.js';
@@ -24,13 +26,13 @@ export function feedEndpoint(feed: LiveFeed, admin: AdminCheck): SocketEndpoint 
     maxBackpressure: FEED_MAX_BACKPRESSURE,
     upgrade(request: UpgradeRequest): UpgradeDecision {
       if (!admin.verify(request.headers, request.protocols)) {
-        if (admin.isClientKey(request.headers, request.protocols)) return { accept: false, status: 403, body: 'client API keys cannot open the admin feed' };
-        return { accept: false, status: 401, body: 'admin token required', headers: { 'www-authenticate': 'Bearer' } };
+        if (admin.isClientKey(request.headers, request.protocols)) return refuseUpgrade(ConnectErrorCode.forbidden, 'client API keys cannot open the admin feed');
+        return refuseUpgrade(ConnectErrorCode.unauthorized, 'admin token required', { 'www-authenticate': 'Bearer' });
       }
       const offered = withoutCredentials(request.protocols);
       const protocol = offered.find((entry) => entry === FEED_SUBPROTOCOL);
       if (offered.length > 0 && protocol === undefined) {
-        return { accept: false, status: 400, body: `unsupported subprotocol; use ${FEED_SUBPROTOCOL}` };
+        return refuseUpgrade(ConnectErrorCode.badRequest, `unsupported subprotocol; use ${FEED_SUBPROTOCOL}`);
       }
       return {
         accept: true,
