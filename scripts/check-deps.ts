@@ -1,5 +1,6 @@
 /**
- * Fails when an import points against the layers of the service or closes a cycle.
+ * Fails when an import points against the layers of the service, closes a cycle, or brings in a
+ * package that only one layer may use (uWebSockets.js, node-llama-cpp).
  *
  * Layers, lowest first: a file may import files of its own layer or a lower one, never a higher
  * one; and no file may reach itself again through its imports (type-only imports count too: a
@@ -22,8 +23,14 @@ const LAYERS: readonly (readonly string[])[] = [
   ['server/app.ts', 'server/main.ts'],
 ];
 
+/** Packages only these places may import: the rest of the service sees them through their interfaces. */
+const PACKAGE_OWNERS: Record<string, readonly string[]> = {
+  'uWebSockets.js': ['server/transport/uws-server.ts'],
+  'node-llama-cpp': ['server/engine', 'server/tokenize', 'server/pool'],
+};
+
 const ROOT = path.resolve(import.meta.dirname, '..');
-const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g;
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -34,19 +41,27 @@ function filesUnder(dir: string): string[] {
 }
 
 function layerOf(file: string): number {
-  const relative = path.relative(ROOT, file).split(path.sep).join('/');
+  const relative = relativeName(file);
   const index = LAYERS.findIndex((layer) => layer.some((entry) => relative === entry || relative.startsWith(`${entry}/`)));
   if (index < 0) throw new Error(`${relative} belongs to no layer: add it to LAYERS in scripts/check-deps.ts`);
   return index;
 }
 
-/** The project files a file imports (relative specifiers only; `.js` written, `.ts` on disk). */
+const relativeName = (file: string): string => path.relative(ROOT, file).split(path.sep).join('/');
+const problems: string[] = [];
+
+/** The project files a file imports (relative specifiers; `.js` written, `.ts` on disk); checks package owners on the way. */
 function importsOf(file: string): string[] {
   const source = readFileSync(file, 'utf8');
   const targets: string[] = [];
   for (const match of source.matchAll(IMPORT)) {
-    const specifier = match[1] ?? match[2]!;
-    if (!specifier.startsWith('.')) continue;
+    const specifier = match[1] ?? match[2] ?? match[3]!;
+    if (!specifier.startsWith('.')) {
+      const owners = PACKAGE_OWNERS[specifier];
+      const relative = relativeName(file);
+      if (owners && !owners.some((owner) => relative === owner || relative.startsWith(`${owner}/`))) problems.push(`${relative} imports ${specifier}, which only ${owners.join(', ')} may import`);
+      continue;
+    }
     targets.push(path.resolve(path.dirname(file), specifier.replace(/\.js$/, '.ts')));
   }
   return targets;
@@ -54,8 +69,7 @@ function importsOf(file: string): string[] {
 
 const files = [...filesUnder(path.join(ROOT, 'protocol')), ...filesUnder(path.join(ROOT, 'server'))];
 const graph = new Map(files.map((file) => [file, importsOf(file)]));
-const name = (file: string): string => path.relative(ROOT, file);
-const problems: string[] = [];
+const name = relativeName;
 
 for (const [file, targets] of graph) {
   for (const target of targets) {

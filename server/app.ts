@@ -1,4 +1,3 @@
-import type { Llama } from 'node-llama-cpp';
 import { CloseCode } from '../protocol/index.js';
 import { createAccessControl } from './auth/access-control.js';
 import { ResponseCache } from './cache/response-cache.js';
@@ -79,7 +78,7 @@ export async function startService(config: Config, logger: Logger = createLogger
   const access = await createAccessControl(config, logger);
   const demo = await ensureDemoModel(config.modelsDir);
   if (demo.created) logger.info({ path: demo.path }, 'no model found: wrote the demo model');
-  const llama: Llama = await createLlamaRuntime({
+  const llama = await createLlamaRuntime({
     gpu: config.gpu,
     maxThreads: config.threads,
     ...(config.engineLog && { onEngineLog: (level: string, message: string) => logger.warn({ engine: level }, message) }),
