@@ -30,14 +30,3 @@ export async function placeModels(dir: string, files: Record<string, string>): P
   await mkdir(dir, { recursive: true });
   for (const [name, source] of Object.entries(files)) await copyFile(source, path.join(dir, `${name}.gguf`));
 }
-
-/** Polls until `check` returns a truthy value or the time is up. */
-export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}

@@ -10,11 +10,19 @@ export class RawSocket {
   /** performance.now() at which each frame arrived, parallel to `frames`. */
   readonly arrivals: number[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
+  /** True once the socket closed (no frame comes any more). */
+  isClosed = false;
   private waiters: (() => void)[] = [];
   private readIndex = 0;
 
   private constructor(readonly socket: WebSocket, readonly format: WireFormat) {
-    this.closed = new Promise((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.closed = new Promise((resolve) =>
+      socket.on('close', (code, reason) => {
+        this.isClosed = true;
+        for (const wake of this.waiters.splice(0)) wake();
+        resolve({ code, reason: reason.toString() });
+      }),
+    );
     socket.on('message', (data: Buffer, isBinary) => {
       const decoded = decodeMessage(isBinary ? new Uint8Array(data) : data.toString(), isBinary, format);
       if (!decoded.ok) throw new Error(`server sent an undecodable frame: ${decoded.reason}`);
@@ -59,15 +67,7 @@ export class RawSocket {
         const frame = this.frames[this.readIndex++]!;
         if (match(frame)) return frame;
       }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-5))}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      if (!(await this.nextEvent(deadline))) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-5))}`);
     }
   }
 
@@ -76,17 +76,37 @@ export class RawSocket {
     const isTerminal = (frame: ServerFrame): boolean => (frame.t === 'end' || frame.t === 'err') && 'id' in frame && frame.id === id;
     const deadline = Date.now() + timeoutMs;
     while (!this.frames.some(isTerminal)) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`request ${id} got no terminal frame within ${timeoutMs} ms; its frames: ${JSON.stringify(this.frames.filter((frame) => 'id' in frame && frame.id === id).slice(-3))}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      if (!(await this.nextEvent(deadline))) {
+        throw new Error(`request ${id} got no terminal frame within ${timeoutMs} ms; its frames: ${JSON.stringify(this.frames.filter((frame) => 'id' in frame && frame.id === id).slice(-3))}`);
+      }
     }
     return this.frames.filter((frame) => 'id' in frame && frame.id === id);
+  }
+
+  /**
+   * Resolves once `check` holds, checked again as each frame arrives and when the socket closes;
+   * reads nothing (`next` is not moved). Fails naming `what` after `timeoutMs`.
+   */
+  async until(check: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      if (!(await this.nextEvent(deadline))) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last frames ${JSON.stringify(this.frames.slice(-3)).slice(0, 400)}`);
+    }
+  }
+
+  /** Waits for the next frame or the close: true, or false when the deadline came first (or had passed). */
+  private nextEvent(deadline: number): Promise<boolean> {
+    const left = deadline - Date.now();
+    if (left <= 0) return Promise.resolve(false);
+    // A closed socket sends nothing more: let the caller look once more, then time out.
+    if (this.isClosed) return new Promise((resolve) => setTimeout(() => resolve(false), left));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), left);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
   }
 
   /** Arrival time of the first frame of type `t` for request `id`. */

@@ -7,6 +7,8 @@ import { startService, type Service, type ServiceHooks } from '../../server/app.
 import { loadConfig, type Config } from '../../server/config/config.js';
 import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
 import { createLogger, type Logger } from '../../server/telemetry/logger.js';
+import { parseExposition } from './exposition.js';
+import { waitFor } from './wait.js';
 
 /** One demo model for the whole test run, written once into the OS temp folder. */
 export const SHARED_MODELS_DIR = path.join(os.tmpdir(), 'llm-stream-test-models');
@@ -39,13 +41,42 @@ export async function startTestService(overrides: Partial<Config> = {}, logger?:
 
 /** Resolves when /readyz answers 200. */
 export async function waitReady(service: Service, timeoutMs = 60_000): Promise<void> {
+  await waitFor(async () => (await fetch(`${service.httpUrl}/readyz`).catch(() => undefined))?.status === 200, timeoutMs, 'the service to be ready (/readyz 200)');
+}
+
+/** What the pool and the sessions hold: every count is 0 when the service is idle. */
+function loadOf(service: Service): { inFlight: number; slots: { model: string; busy: number; queued: number }[] } {
+  return {
+    inFlight: service.sessions.inFlight,
+    slots: service.pool.loadedModels().map((model) => ({ model: model.name, busy: model.scheduler.busy, queued: model.scheduler.queued })),
+  };
+}
+
+/**
+ * Resolves once no request is in flight and no sequence of any loaded model is busy or queued;
+ * fails naming what is still held after `timeoutMs`. The requests' end is an event
+ * (SessionRegistry.whenIdle); a sequence returns to its model only once its last decode step
+ * settled, a little after its request ended, and that has none: it is polled.
+ */
+export async function waitForIdle(service: Service, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const response = await fetch(`${service.httpUrl}/readyz`).catch(() => undefined);
-    if (response?.status === 200) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+  await service.sessions.whenIdle(timeoutMs);
+  const idle = (): boolean => {
+    const load = loadOf(service);
+    return load.inFlight === 0 && load.slots.every((slot) => slot.busy === 0 && slot.queued === 0);
+  };
+  await waitFor(idle, Math.max(0, deadline - Date.now()), () => `an idle service; still ${JSON.stringify(loadOf(service))}`);
+}
+
+/** The sum of every sample of a metric (all its label sets), read in-process from the service's registry. */
+export async function metricTotal(service: Service, name: string): Promise<number> {
+  const prometheus = service.observability.metrics?.prometheus;
+  if (!prometheus) throw new Error('metrics are off in this service');
+  let total = 0;
+  for (const family of parseExposition(await prometheus.text()).values()) {
+    for (const sample of family.samples) if (sample.name === name) total += sample.value;
   }
-  throw new Error('service did not become ready');
+  return total;
 }
 
 /** Connects the protocol's own client to the service. */

@@ -6,9 +6,9 @@ import { loadConfig, type Config } from '../../server/config/config.js';
 import type { Session } from '../../server/gateway/session.js';
 import { jsonCorpus, mp, msgpackCorpus, type CorpusEntry } from '../helpers/attack-msgpack.js';
 import { CountingSocket, fullGc, handRolledUpgrade, requestFrameViolations, settledHeap, tcpOf } from '../helpers/attack-socket.js';
-import { waitFor } from '../helpers/model-files.js';
 import { RawSocket } from '../helpers/raw-socket.js';
-import { startTestService } from '../helpers/service.js';
+import { metricTotal, startTestService, waitForIdle } from '../helpers/service.js';
+import { waitFor, within } from '../helpers/wait.js';
 
 /*
  * Attack and fault tests against the real service and the real engine on the demo model: hostile
@@ -40,14 +40,6 @@ function expectPrototypesUntouched(): void {
   PROTOTYPES.forEach((proto, index) => expect(Reflect.ownKeys(proto).map(String).sort()).toEqual(prototypeKeys[index]));
 }
 
-function idle(service: Service): boolean {
-  return service.pool.loadedModels().every((model) => model.scheduler.busy === 0 && model.scheduler.queued === 0) && service.sessions.inFlight === 0;
-}
-
-async function baseline(service: Service, timeoutMs = 15_000): Promise<void> {
-  await waitFor(() => idle(service), timeoutMs, 'an idle pool');
-}
-
 function sessionOf(service: Service, socket: RawSocket): Session {
   const hello = socket.frames[0]!;
   if (hello.t !== 'hello') throw new Error('first frame is not hello');
@@ -63,21 +55,11 @@ function bufferedOf(session: Session): number {
 
 let pingSeq = 1_000_000;
 
-/** Waits, frame by frame (no polling), until `check` holds. */
-async function until(socket: RawSocket, check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`timed out waiting for ${what}; last frames ${JSON.stringify(socket.frames.slice(-3)).slice(0, 400)}`);
-    await socket.next(() => true, left).catch(() => undefined);
-  }
-}
-
 /** Sends a ping and waits for its pong: the connection still answers. */
 async function pingPong(socket: RawSocket, since: number): Promise<void> {
   const ts = ++pingSeq;
   socket.send({ t: 'ping', ts });
-  await until(socket, () => socket.frames.slice(since).some((frame) => frame.t === 'pong' && frame.ts === ts), 5000, `pong ${ts}`);
+  await socket.until(() => socket.frames.slice(since).some((frame) => frame.t === 'pong' && frame.ts === ts), 5000, `pong ${ts}`);
 }
 
 /**
@@ -90,9 +72,15 @@ async function answerTo(socket: RawSocket, data: Uint8Array | string): Promise<S
   else socket.sendBytes(data);
   const ts = ++pingSeq;
   socket.send({ t: 'ping', ts });
-  await until(socket, () => socket.frames.slice(before).some((frame) => frame.t === 'pong' && frame.ts === ts), 10_000, `pong ${ts}`);
+  await socket.until(() => socket.frames.slice(before).some((frame) => frame.t === 'pong' && frame.ts === ts), 10_000, `pong ${ts}`);
   const frames = socket.frames.slice(before);
   return frames.slice(0, frames.findIndex((frame) => frame.t === 'pong' && frame.ts === ts)).filter((frame) => frame.t !== 'limits');
+}
+
+/** The connection that took the attack still serves a generation to its end. */
+async function expectStillGenerates(socket: RawSocket, id: string): Promise<void> {
+  socket.send({ t: 'gen', id, prompt: PROMPT, maxTokens: 4, temperature: 0 });
+  expect((await socket.request(id)).at(-1)).toMatchObject({ t: 'end', id, reason: 'length', usage: { completionTokens: 4 } });
 }
 
 /** Runs a corpus on one socket and returns a line per entry whose answer was wrong. */
@@ -190,13 +178,13 @@ describe('hostile frames', () => {
       await client.ping(index, encodeFrame({ t: 'ping', ts: index }, 'msgpack') as Uint8Array);
     };
     for (let index = 0; index < 5; index++) await round(index);
-    await baseline(service);
+    await waitForIdle(service);
     const gc = fullGc();
     const before = await settledHeap(gc);
     const started = performance.now();
     const errorsBefore = client.errors;
     for (let index = 5; index < 205; index++) await round(index);
-    await baseline(service);
+    await waitForIdle(service);
     const after = await settledHeap(gc);
     const grownMiB = (after - before) / 2 ** 20;
     console.info(`corpus x200: ${corpus.length * 200} frames in ${Math.round(performance.now() - started)} ms; heapUsed ${(before / 2 ** 20).toFixed(1)} -> ${(after / 2 ** 20).toFixed(1)} MiB (gc ${gc ? 'on' : 'off'})`);
@@ -228,22 +216,18 @@ describe('hostile frames', () => {
         }
         return Uint8Array.from(out);
       });
-    let runs = 0;
     await fc.assert(
       fc.asyncProperty(fc.oneof(fc.uint8Array({ maxLength: 300 }), mutated), async (data) => {
-        runs++;
         const before = socket.frames.length;
         socket.sendBytes(data);
         // Some answer must come: an err, or the reply of whatever valid frame the bytes happen to be.
-        await until(socket, () => socket.frames.length > before, 5000, 'an answer');
+        await socket.until(() => socket.frames.length > before, 5000, 'an answer');
         await pingPong(socket, before);
       }),
       { numRuns: 200 },
     );
-    // Every run got at least its answer and its pong.
-    expect(runs).toBeGreaterThanOrEqual(200);
-    expect(socket.frames.length).toBeGreaterThanOrEqual(1 + 2 * 200);
-    await baseline(service);
+    await waitForIdle(service);
+    await expectStillGenerates(socket, 'after-bytes');
     expectPrototypesUntouched();
     socket.close();
   });
@@ -255,37 +239,35 @@ describe('hostile frames', () => {
       .tuple(fc.constantFrom(...frames), fc.array(fc.tuple(fc.nat(), fc.string({ maxLength: 3 }), fc.nat({ max: 4 })), { minLength: 1, maxLength: 3 }))
       .map(([text, edits]) => edits.reduce((out, [at, insert, drop]) => out.slice(0, at % (out.length + 1)) + insert + out.slice((at % (out.length + 1)) + drop), text));
     const text = fc.oneof(fc.string({ maxLength: 200 }), fc.string({ unit: 'binary', maxLength: 100 }), fc.json({ maxDepth: 4 }), mutated);
-    let runs = 0;
     await fc.assert(
       fc.asyncProperty(text, async (data) => {
-        runs++;
         const before = socket.frames.length;
         socket.sendText(data);
-        await until(socket, () => socket.frames.length > before, 5000, 'an answer');
+        await socket.until(() => socket.frames.length > before, 5000, 'an answer');
         await pingPong(socket, before);
       }),
       { numRuns: 200 },
     );
-    // Every run got at least its answer and its pong.
-    expect(runs).toBeGreaterThanOrEqual(200);
-    expect(socket.frames.length).toBeGreaterThanOrEqual(1 + 2 * 200);
-    await baseline(service);
+    await waitForIdle(service);
+    await expectStillGenerates(socket, 'after-text');
     expectPrototypesUntouched();
     socket.close();
   });
 
   it('refuses an invalid gen that reuses an in-flight id without ending the running request', async () => {
     const socket = await RawSocket.open(service.streamUrl);
-    socket.send({ t: 'gen', id: 'busy', prompt: PROMPT, maxTokens: 60, temperature: 0 });
-    await socket.next((frame) => frame.t === 'start' && frame.id === 'busy');
     const before = socket.frames.length;
+    // Sent together: the server admits the first before it reads the second, so the second always
+    // finds `busy` in flight (a 60-token stream could end before a frame sent after its `start`).
+    socket.send({ t: 'gen', id: 'busy', prompt: PROMPT, maxTokens: 60, temperature: 0 });
     socket.send({ t: 'gen', id: 'busy', prompt: PROMPT, maxTokens: 0 });
-    await waitFor(() => service.sessions.inFlight === 0, 10_000, 'the running request over');
+    await socket.request('busy');
+    // The pong comes after anything else sent so far: a second terminal frame would be here by now.
     await pingPong(socket, before);
     const refusal = socket.frames.slice(before).find((frame) => frame.t === 'err');
     // Regression: this refusal used to be err{id:"busy", code:"invalid_params"}, read by clients as the running
     // request's terminal frame while its tok and end frames kept coming (two terminals for one gen).
-    expect(refusal).toBeDefined();
+    expect(refusal).toMatchObject({ t: 'err', code: 'duplicate_id', details: { id: 'busy' } });
     expect(refusal).not.toHaveProperty('id');
     const terminal = socket.frames.filter((frame) => (frame.t === 'end' || frame.t === 'err') && 'id' in frame && frame.id === 'busy');
     expect(terminal).toHaveLength(1);
@@ -300,7 +282,7 @@ describe('hostile frames', () => {
       | { kind: 'ping' }
       | { kind: 'models' }
       | { kind: 'garbage'; data: Uint8Array }
-      | { kind: 'pause'; ms: number };
+      | { kind: 'sync' };
     // Mostly valid gens (so that many are served, queued and cancelled), some with one bad field.
     const validParams = fc.record(
       {
@@ -331,7 +313,9 @@ describe('hostile frames', () => {
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('ping' as const) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('models' as const) }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('garbage' as const), data: fc.uint8Array({ minLength: 1, maxLength: 40 }) }) },
-      { weight: 1, arbitrary: fc.record({ kind: fc.constant('pause' as const), ms: fc.integer({ min: 0, max: 40 }) }) },
+      // A round trip: the client waits until the server has read everything so far, while the
+      // requests already sent run on (a point in their lives set by frames, not by a clock).
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('sync' as const) }) },
     );
     // This property found the in-flight-id refusal bug (see the deterministic test above): a refused gen
     // reusing a running id got err{id} and so a second terminal frame for that id.
@@ -371,8 +355,8 @@ describe('hostile frames', () => {
               case 'garbage':
                 socket.sendBytes(step.data);
                 break;
-              case 'pause':
-                await new Promise((resolve) => setTimeout(resolve, step.ms));
+              case 'sync':
+                await pingPong(socket, socket.frames.length);
                 break;
             }
           }
@@ -382,7 +366,6 @@ describe('hostile frames', () => {
           await waitFor(() => session.inFlight === 0, 20_000, 'every request of the session over');
           await pingPong(socket, 0);
           expect(requestFrameViolations(socket.frames, sent)).toEqual([]);
-          expect(session.inFlight).toBe(0);
           totals.starts += socket.frames.filter((frame) => frame.t === 'start').length;
           totals.refusals += socket.frames.filter((frame) => frame.t === 'err' && frame.id !== undefined).length;
           totals.cancelled += socket.frames.filter((frame) => frame.t === 'end' && frame.reason === 'cancelled').length;
@@ -397,7 +380,7 @@ describe('hostile frames', () => {
     // Not vacuous: gens were both served and refused.
     expect(totals.starts).toBeGreaterThan(0);
     expect(totals.refusals).toBeGreaterThan(0);
-    await baseline(service);
+    await waitForIdle(service);
     await waitFor(() => service.sessions.size === 0, 5000, 'all sessions closed');
   });
 });
@@ -455,7 +438,7 @@ describe('prompt at the context edge', () => {
     const byDefault = (await socket.request('default')).at(-1) as EndFrame;
     expect(byDefault).toMatchObject({ t: 'end', usage: { promptTokens: p } });
     expect(byDefault.usage.completionTokens).toBeLessThanOrEqual(context - p);
-    await baseline(service);
+    await waitForIdle(service);
     socket.close();
   });
 
@@ -488,7 +471,7 @@ describe('prompt at the context edge', () => {
     // Nor does the default maxTokens let a prompt that fills the context through.
     socket.send({ t: 'gen', id: 'full-default', prompt: full });
     expect((await socket.request('full-default')).at(-1)).toMatchObject({ t: 'err', code: 'prompt_too_long', details: { promptTokens: context, contextSize: context } });
-    await baseline(service);
+    await waitForIdle(service);
     socket.close();
   });
 });
@@ -509,6 +492,11 @@ describe('slow reader', () => {
       // A frame per token: joined into few frames, the demo stream's text alone can end before
       // it fills the buffer to the mark.
       streamCoalesceMs: 0,
+      // 3900 tokens at 500 per second last about 8 s, however fast the machine: the stream still
+      // runs once the loopback buffers are full, and then reaches the mark (about 750 frames) in
+      // about 1.5 s. (Only one gen per connection here: a drained bucket refuses further ones.)
+      tokenLimitTps: 500,
+      tokenLimitBurst: 100,
     });
   });
 
@@ -516,13 +504,7 @@ describe('slow reader', () => {
     await service?.shutdown(0);
   });
 
-  async function generatedTokens(): Promise<number> {
-    const text = await (await fetch(`${service.httpUrl}/metrics`)).text();
-    return text
-      .split('\n')
-      .filter((line) => line.startsWith('llm_generation_tokens_total'))
-      .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
-  }
+  const generatedTokens = (): Promise<number> => metricTotal(service, 'llm_generation_tokens_total');
 
   it('pauses the engine at the high-water mark, ends the stream with slow_consumer and closes with 1008', async () => {
     const socket = await RawSocket.open(service.streamUrl);
@@ -544,40 +526,39 @@ describe('slow reader', () => {
       await new Promise((resolve) => setImmediate(resolve));
     }
     expect(bufferedOf(session), 'the kernel buffers never filled').toBeGreaterThan(0);
-    expect(session.inFlight, 'the stream finished before the buffers filled (machine too slow?)').toBe(1);
+    expect(session.inFlight, 'the stream finished before the buffers filled').toBe(1);
 
-    // The stream's tokens now raise the server's buffer to the mark, where the engine pauses.
+    // The stream's tokens now raise the server's buffer to the mark, where the engine pauses, until
+    // the stall deadline ends the stream. The buffer and the session's count have no event: polled.
     let maxBuffered = 0;
     let reachedAt = -1;
-    let cancelledAt = -1;
-    let pausedTokens: [number, number] | undefined;
-    const watchStarted = performance.now();
-    while (performance.now() - watchStarted < 10_000) {
-      maxBuffered = Math.max(maxBuffered, bufferedOf(session));
-      if (reachedAt < 0 && maxBuffered >= HIGH_WATER) {
-        reachedAt = performance.now();
-        // Two readings of the token counter 250 ms apart, both inside the stall window (free-running,
-        // the demo model makes about 300 tokens in that time).
-        const first = await generatedTokens();
-        await new Promise((resolve) => setTimeout(resolve, 250));
-        pausedTokens = [first, await generatedTokens()];
+    let tokensAtMark = -1;
+    await waitFor(
+      async () => {
         maxBuffered = Math.max(maxBuffered, bufferedOf(session));
-      }
-      if (session.inFlight === 0) {
-        cancelledAt = performance.now();
-        break;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    console.info(`slow reader: ${filler} filler frames in ${Math.round(performance.now() - fillStarted)} ms; max buffered ${maxBuffered} B; cancelled ${Math.round(cancelledAt - reachedAt)} ms after the mark; tokens while paused ${JSON.stringify(pausedTokens)}`);
-    expect(reachedAt).toBeGreaterThan(0);
-    expect(cancelledAt).toBeGreaterThan(0);
+        if (reachedAt < 0 && maxBuffered >= HIGH_WATER) {
+          reachedAt = performance.now();
+          tokensAtMark = await generatedTokens();
+        }
+        return session.inFlight === 0;
+      },
+      15_000,
+      () => `the stream to end (max buffered ${maxBuffered} B, mark ${reachedAt < 0 ? 'not reached' : 'reached'})`,
+    );
+    const cancelledAt = performance.now();
+    const tokensAtEnd = await generatedTokens();
+    console.info(`slow reader: ${filler} filler frames in ${Math.round(performance.now() - fillStarted)} ms; max buffered ${maxBuffered} B; cancelled ${Math.round(cancelledAt - reachedAt)} ms after the mark; tokens from the mark to the end ${tokensAtEnd - tokensAtMark}`);
+    expect(reachedAt, 'the buffer never reached the mark').toBeGreaterThan(0);
     // Bounded: the mark plus a few frames (the step in flight, the last filler replies).
     expect(maxBuffered).toBeLessThan(HIGH_WATER + 8192);
-    // At most the one decode step that was already in flight when the stream paused completes.
-    expect(pausedTokens![1] - pausedTokens![0]).toBeLessThanOrEqual(1);
+    // Paused for the whole stall: at most the one decode step already in flight at the mark completed.
+    expect(tokensAtEnd - tokensAtMark).toBeLessThanOrEqual(1);
+    // The stall deadline is the behaviour under test, so this is a wall-clock check: the stream ends
+    // SLOW_MS after the buffer went above the mark. The mark is seen here a little after the server
+    // crossed it (the lower bound allows 250 ms of that); the upper bound is 5 times SLOW_MS, for a
+    // loaded 2-core machine.
     expect(cancelledAt - reachedAt).toBeGreaterThan(SLOW_MS - 250);
-    expect(cancelledAt - reachedAt).toBeLessThan(SLOW_MS + 1500);
+    expect(cancelledAt - reachedAt).toBeLessThan(5 * SLOW_MS);
 
     tcpOf(socket.socket).resume();
     const closed = await socket.closed;
@@ -591,11 +572,9 @@ describe('slow reader', () => {
     expect(frames.at(-1)).toBe(end);
     expect(socket.frames.filter((frame) => frame.t === 'models')).toHaveLength(filler);
 
-    await baseline(service);
+    await waitForIdle(service);
     await waitFor(() => service.sessions.size === 0, 5000, 'the session gone');
-    const metrics = await (await fetch(`${service.httpUrl}/metrics`)).text();
-    expect(metrics).toMatch(/llm_backpressure_pauses_total \d+/);
-    expect(Number(/llm_backpressure_pauses_total (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(await metricTotal(service, 'llm_backpressure_pauses_total')).toBeGreaterThanOrEqual(1);
   });
 
   it('closes a client that asks without ever reading before its replies pass maxBackpressure', async () => {
@@ -613,14 +592,16 @@ describe('slow reader', () => {
     while (session.isOpen && sent < 60_000 && performance.now() - started < 10_000) {
       for (let i = 0; i < 100; i++) socket.sendBytes(models);
       sent += 100;
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      // One turn of the event loop: the server reads and answers what was sent.
+      await new Promise((resolve) => setImmediate(resolve));
       maxBuffered = Math.max(maxBuffered, bufferedOf(session));
       if (highAt < 0 && maxBuffered >= HIGH_WATER) highAt = performance.now();
     }
-    await waitFor(() => !session.isOpen, SLOW_MS + 2000, 'the close').catch(() => undefined);
+    // Resumed only once the server closed (reading earlier would drain its buffer and spare the client).
+    const serverClosed = await waitFor(() => !session.isOpen, 5 * SLOW_MS, 'the close').then(() => true, () => false);
     const closedAfterMs = highAt < 0 ? -1 : performance.now() - highAt;
     tcpOf(socket.socket).resume();
-    const outcome = await Promise.race([socket.closed, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 3000))]);
+    const outcome = serverClosed ? await within(socket.closed, 5000, 'close at the client') : undefined;
     const replies = socket.frames.filter((frame) => frame.t === 'models').length;
     console.info(`reply flood: ${sent} requests, ${replies} replies, max buffered ${maxBuffered} B (maxBackpressure ${maxBackpressure}), close ${JSON.stringify(outcome)} ${Math.round(closedAfterMs)} ms after the mark`);
     socket.socket.terminate();
@@ -657,19 +638,22 @@ describe('half-open client', () => {
     const lastSentAt = performance.now();
     await waitFor(() => service.sessions.inFlight === 8, 5000, 'eight requests in flight');
     try {
-      await waitFor(() => service.sessions.size === 0, 20_000, 'the idle close');
+      // The session count has no event: polled, with room for the upper bound below.
+      await waitFor(() => service.sessions.size === 0, 30_000, 'the idle close');
       const closedAfterS = (performance.now() - lastSentAt) / 1000;
-      await baseline(service, 5000);
+      // Its eight requests are cancelled with it, at once: nothing is left running afterwards.
+      await waitForIdle(service, 5000);
       const cancelledAfterS = (performance.now() - lastSentAt) / 1000;
       console.info(`half-open: closed after ${closedAfterS.toFixed(1)} s, work cancelled after ${cancelledAfterS.toFixed(1)} s`);
-      // uWS checks idle timeouts on a 4 s tick ("rounded to closest"), so IDLE_TIMEOUT_S 8 closes a silent
-      // peer 4 to 8 s after its last frame (seen: 4.1 to 7.6 s); the upper bound leaves slack for 2 busy cores.
+      // The idle timeout is the behaviour under test, so this is a wall-clock check. uWS checks idle
+      // timeouts on a 4 s tick ("rounded to closest"), so IDLE_TIMEOUT_S 8 closes a silent peer 4 to
+      // 8 s after its last frame (seen: 4.1 to 7.6 s): never within 3 s. The upper bound is 3 times
+      // the latest figure, for a loaded 2-core machine (the next test checks that the close was
+      // counted as idle, not as some other cause).
       expect(closedAfterS).toBeGreaterThan(3);
-      expect(closedAfterS).toBeLessThan(16);
-      expect(cancelledAfterS).toBeLessThan(17);
-      metricsAfterClose = await (await fetch(`${service.httpUrl}/metrics`)).text();
-      const tokens = metricsAfterClose.split('\n').filter((line) => line.startsWith('llm_generation_tokens_total')).reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
-      expect(tokens).toBeLessThan(8 * 4000);
+      expect(closedAfterS).toBeLessThan(24);
+      metricsAfterClose = await service.observability.metrics!.prometheus.text();
+      expect(await metricTotal(service, 'llm_generation_tokens_total')).toBeLessThan(8 * 4000);
     } finally {
       client.tcp.destroy();
     }

@@ -7,7 +7,8 @@ import type { Service } from '../../server/app.js';
 import type { FaultSite } from '../../server/transport/types.js';
 import { tcpOf } from '../helpers/attack-socket.js';
 import { RawSocket } from '../helpers/raw-socket.js';
-import { connectClient, startTestService } from '../helpers/service.js';
+import { connectClient, startTestService, waitForIdle } from '../helpers/service.js';
+import { waitFor } from '../helpers/wait.js';
 
 /*
  * A throw injected into each kind of callback the transport or the gateway runs (a test-only hook
@@ -49,7 +50,9 @@ let service: Service;
 
 beforeAll(async () => {
   const logger = pino({ level: 'info' }, logs);
-  service = await startTestService({ metricsPublic: true, streamCoalesceMs: 0, contextSize: 4096 }, logger, { injectFault: plan.inject });
+  // A token rate past a burst above the short streams here: a long stream lasts about 8 s whatever
+  // the machine's speed, so it is still going when the fault strikes and when it is cancelled.
+  service = await startTestService({ metricsPublic: true, streamCoalesceMs: 0, contextSize: 4096, tokenLimitTps: 500, tokenLimitBurst: 300 }, logger, { injectFault: plan.inject });
 });
 
 afterAll(async () => {
@@ -150,7 +153,7 @@ describe('a fault in one callback stays in its request or connection', () => {
     const { end } = await bystanderStream.text();
     expect(end.reason).toMatch(/stop|length/);
     bystander.close();
-    await waitUntil(() => service.sessions.inFlight === 0);
+    await waitForIdle(service, 10_000);
     await stillServing();
   });
 
@@ -186,18 +189,10 @@ describe('a fault in one callback stays in its request or connection', () => {
       throw new Error('injected close fault');
     };
     client.close();
-    await waitUntil(() => faultLogged('close') !== undefined);
+    await waitFor(() => faultLogged('close') !== undefined, 10_000, 'the close fault logged');
     expect(faultLogged('close')).toMatchObject({ session: client.hello.session, err: { message: 'injected close fault' } });
     expect(service.sessions.list().some((candidate) => candidate.id === session.id)).toBe(false);
-    await waitUntil(() => service.sessions.inFlight === 0);
+    await waitForIdle(service, 10_000);
     await stillServing();
   });
 });
-
-async function waitUntil(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

@@ -4,14 +4,16 @@ import { decodeMessage, encodeFrame, type ServerFrame } from '../../protocol/ind
 import type { Service } from '../../server/app.js';
 import { mulberry32 } from '../helpers/attack-msgpack.js';
 import { requestFrameViolations } from '../helpers/attack-socket.js';
-import { waitFor } from '../helpers/model-files.js';
 import { RawSocket } from '../helpers/raw-socket.js';
-import { startTestService } from '../helpers/service.js';
+import { metricTotal, startTestService, waitForIdle } from '../helpers/service.js';
+import { waitFor } from '../helpers/wait.js';
 
 /*
  * The hammer: 1,000 clients, 50 at a time, each doing a seeded random mix of connect, gen,
  * cancel, close and terminate against the real service, then nothing may be left behind:
  * no busy or queued sequence, no session, no request in flight, no connection counted open.
+ * Each client's steps wait for frames (the n-th frame it received), never for time: the seed
+ * decides at which point of its requests' lives a client sends, cancels or leaves.
  */
 
 const CLIENTS = 1000;
@@ -23,10 +25,15 @@ type Ending = 'abort-handshake' | 'wait' | 'close' | 'terminate';
 
 interface Plan {
   ending: Ending;
-  /** Milliseconds before a close or terminate (or the handshake abort). */
-  endAfterMs: number;
-  gens: { id: string; frame: Record<string, unknown>; afterMs: number }[];
-  cancel: { index: number; afterMs: number } | undefined;
+  /**
+   * When it leaves: for a close or terminate, once it received this many frames (hello included);
+   * for a handshake abort, 0 before the upgrade is answered, 1 once it is (the server may have
+   * opened the session), before the client sees it open.
+   */
+  endAfterFrames: number;
+  /** Each gen goes out once the client received `afterFrames` frames more than before it. */
+  gens: { id: string; frame: Record<string, unknown>; afterFrames: number }[];
+  cancel: { index: number; afterFrames: number } | undefined;
 }
 
 interface Outcome {
@@ -47,7 +54,7 @@ function planFor(client: number, random: () => number): Plan {
     const invalid = random() < 0.1;
     return {
       id: `c${client}g${index}`,
-      afterMs: Math.floor(random() * 15),
+      afterFrames: Math.floor(random() * 3),
       frame: {
         t: 'gen',
         id: `c${client}g${index}`,
@@ -58,70 +65,83 @@ function planFor(client: number, random: () => number): Plan {
       },
     };
   });
-  const cancel = count > 0 && random() < 0.35 ? { index: Math.floor(random() * count), afterMs: Math.floor(random() * 25) } : undefined;
-  return { ending, endAfterMs: Math.floor(random() * (ending === 'abort-handshake' ? 4 : 60)), gens, cancel };
+  const cancel = count > 0 && random() < 0.35 ? { index: Math.floor(random() * count), afterFrames: Math.floor(random() * 4) } : undefined;
+  return { ending, endAfterFrames: ending === 'abort-handshake' ? Math.floor(random() * 2) : 1 + Math.floor(random() * 12), gens, cancel };
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function runClient(url: string, plan: Plan): Promise<Outcome> {
   const socket = new WebSocket(url);
   const outcome: Outcome = { opened: false, frames: [], sent: new Map(), timedOut: false };
+  let closed = false;
+  let wake: (() => void) | undefined;
+  const changed = (): void => {
+    wake?.();
+    wake = undefined;
+  };
   socket.on('error', () => undefined);
   socket.on('message', (data: Buffer, isBinary) => {
     const decoded = decodeMessage(new Uint8Array(data), isBinary, 'msgpack');
     if (!decoded.ok) throw new Error(`server sent an undecodable frame: ${decoded.reason}`);
     outcome.frames.push(decoded.value as ServerFrame);
+    changed();
   });
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  const closedPromise = new Promise<void>((resolve) =>
+    socket.once('close', () => {
+      closed = true;
+      changed();
+      resolve();
+    }),
+  );
+  /** Every gen sent so far has its terminal frame (or duplicate_id refusal): nothing more will come. */
+  const settled = (): boolean => requestFrameViolations(outcome.frames, outcome.sent).length === 0;
+  /** Resolves once `check` holds, looked at again on each frame and on the close. */
+  const until = async (check: () => boolean): Promise<void> => {
+    while (!check() && !closed) await new Promise<void>((resolve) => (wake = resolve));
+  };
+  /** Once `count` frames came, or nothing more can come (all answered, or closed). */
+  const frames = (count: number): Promise<void> => until(() => outcome.frames.length >= count || settled());
   const send = (frame: object): void => {
     if (socket.readyState === WebSocket.OPEN) socket.send(encodeFrame(frame, 'msgpack') as Uint8Array);
   };
+  // A safety net: a client that hangs fails the test (timedOut) instead of stalling it.
   const guard = setTimeout(() => {
     outcome.timedOut = true;
     socket.terminate();
   }, 30_000);
   try {
     if (plan.ending === 'abort-handshake') {
-      // Gone during (or right after) the upgrade.
-      if (plan.endAfterMs > 0) await sleep(plan.endAfterMs);
+      // Gone during the upgrade: before its answer, or once the answer came (the server may have
+      // opened the session already) but before the client opens.
+      if (plan.endAfterFrames > 0) await new Promise<void>((resolve) => socket.once('upgrade', () => resolve()).once('close', () => resolve()));
       socket.terminate();
-      await closed;
+      await closedPromise;
       return outcome;
     }
-    const opened = await Promise.race([new Promise<boolean>((resolve) => socket.once('open', () => resolve(true))), closed.then(() => false)]);
+    const opened = await Promise.race([new Promise<boolean>((resolve) => socket.once('open', () => resolve(true))), closedPromise.then(() => false)]);
     outcome.opened = opened;
     if (!opened) return outcome;
     for (const gen of plan.gens) {
-      if (gen.afterMs > 0) await sleep(gen.afterMs);
+      await frames(outcome.frames.length + gen.afterFrames);
       outcome.sent.set(gen.id, (outcome.sent.get(gen.id) ?? 0) + 1);
       send(gen.frame);
     }
     if (plan.cancel) {
-      await sleep(plan.cancel.afterMs);
+      await frames(outcome.frames.length + plan.cancel.afterFrames);
       send({ t: 'cancel', id: plan.gens[plan.cancel.index]!.id });
     }
     if (plan.ending === 'wait') {
-      const deadline = Date.now() + 20_000;
-      while (requestFrameViolations(outcome.frames, outcome.sent).length > 0 && Date.now() < deadline) await sleep(10);
+      await until(settled);
       socket.close();
     } else {
-      await sleep(plan.endAfterMs);
+      await frames(plan.endAfterFrames);
       if (plan.ending === 'close') socket.close();
       else socket.terminate();
     }
-    await closed;
+    await closedPromise;
     return outcome;
   } finally {
     clearTimeout(guard);
   }
-}
-
-function metricValue(text: string, name: string): number {
-  return text
-    .split('\n')
-    .filter((line) => line.startsWith(name) && (line[name.length] === ' ' || line[name.length] === '{'))
-    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
 }
 
 describe('hammer', () => {
@@ -172,19 +192,13 @@ describe('hammer', () => {
     expect(summary.opened).toBeGreaterThan(CLIENTS * 0.85);
     expect(summary.starts).toBeGreaterThan(100);
 
-    // Nothing leaked: sequences, queue, sessions, requests and the open-connection count.
-    await waitFor(
-      () => service.pool.loadedModels().every((model) => model.scheduler.busy === 0 && model.scheduler.queued === 0) && service.sessions.size === 0 && service.sessions.inFlight === 0,
-      15_000,
-      'no busy or queued sequence, no session',
-    );
-    for (const model of service.pool.loadedModels()) expect({ model: model.name, busy: model.scheduler.busy, queued: model.scheduler.queued }).toEqual({ model: model.name, busy: 0, queued: 0 });
-    expect(service.sessions.size).toBe(0);
-    expect(service.sessions.inFlight).toBe(0);
-    const metrics = await (await fetch(`${service.httpUrl}/metrics`)).text();
-    expect(metricValue(metrics, 'llm_connections_open')).toBe(0);
-    expect(metricValue(metrics, 'llm_connections_closed_total')).toBe(metricValue(metrics, 'llm_connections_opened_total'));
-    expect(metricValue(metrics, 'llm_connections_opened_total')).toBeGreaterThanOrEqual(summary.opened);
+    // Nothing leaked: sequences, queue, requests, sessions and the open-connection count (each
+    // wait fails naming what is still held).
+    await waitForIdle(service, 15_000);
+    await waitFor(() => service.sessions.size === 0, 15_000, () => `no session; still ${service.sessions.size}`);
+    expect(await metricTotal(service, 'llm_connections_open')).toBe(0);
+    expect(await metricTotal(service, 'llm_connections_closed_total')).toBe(await metricTotal(service, 'llm_connections_opened_total'));
+    expect(await metricTotal(service, 'llm_connections_opened_total')).toBeGreaterThanOrEqual(summary.opened);
 
     // The per-address connection count went back to zero too: a full batch can connect again.
     const fresh = await Promise.all(Array.from({ length: 2 * BATCH }, () => RawSocket.open(service.streamUrl)));

@@ -13,7 +13,7 @@ import { metricsRoutes } from '../../server/http/metrics-routes.js';
 import { modelRoutes } from '../../server/http/model-routes.js';
 import { staticRoutes } from '../../server/http/static-routes.js';
 import type { HttpRoute } from '../../server/transport/types.js';
-import { waitFor } from '../helpers/model-files.js';
+import { waitFor } from '../helpers/wait.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 import { connectClient, startTestService, tempDir } from '../helpers/service.js';
 
@@ -426,11 +426,21 @@ describe('invalid UTF-8 in a text frame on llm.v1.json', () => {
   }
 
   it('closes that connection with 1006, counts invalid_utf8, and leaves other connections and their streams running', async () => {
-    await waitFor(() => service.sessions.size === 0, 5000, 'no open connections');
+    // A service of its own with a token rate per connection: a stream of LONG tokens lasts about
+    // 3 s however fast the machine is, so both are certainly still running when the offender is cut.
+    const throttled = await startTestService({ adminToken: ADMIN_TOKEN, responseCacheEntries: 0, parallelSequences: 2, maxTokensCeiling: 4096, tokenLimitTps: 500, tokenLimitBurst: 100 });
+    try {
+      await expectOthersRunOn(throttled);
+    } finally {
+      await throttled.shutdown(0);
+    }
+  });
+
+  async function expectOthersRunOn(service: Service): Promise<void> {
     const before = await closedCount(service, 'invalid_utf8');
-    const jsonPeer = await openJson();
+    const jsonPeer = await RawSocket.open(service.streamUrl, { protocols: ['llm.v1.json'] });
     const msgpackPeer = await RawSocket.open(service.streamUrl);
-    const offender = await openJson();
+    const offender = await RawSocket.open(service.streamUrl, { protocols: ['llm.v1.json'] });
     jsonPeer.send({ t: 'gen', id: 'json-long', prompt: PROMPT, maxTokens: LONG, temperature: 0 });
     msgpackPeer.send({ t: 'gen', id: 'mp-long', prompt: PROMPT, maxTokens: LONG, temperature: 0 });
     await jsonPeer.next((frame) => frame.t === 'tok' && frame.id === 'json-long');
@@ -457,7 +467,7 @@ describe('invalid UTF-8 in a text frame on llm.v1.json', () => {
     jsonPeer.close();
     msgpackPeer.close();
     await expectStillServes(service);
-  });
+  }
 
   it.each([
     ['0xFF 0xFE', [0xff, 0xfe]],

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelInfo } from '../../protocol/index.js';
 import type { Service } from '../../server/app.js';
-import { MODEL_FILES, ensureModelFiles, placeModels, waitFor } from '../helpers/model-files.js';
+import { MODEL_FILES, ensureModelFiles, placeModels } from '../helpers/model-files.js';
+import { waitFor } from '../helpers/wait.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 import { startTestService, tempDir } from '../helpers/service.js';
 

@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
 import { SHARED_MODELS_DIR, tempDir } from '../helpers/service.js';
+import { waitFor } from '../helpers/wait.js';
 
 /*
  * `npm start` as operators run it: stopping npm stops the server gracefully. The start script
@@ -162,14 +163,12 @@ function isRunning(pid: number): boolean {
   }
 }
 
-/** Polls until none of `pids` runs; false if some still do at the deadline. */
-async function allGone(pids: readonly number[], timeoutMs = 10_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (pids.some(isRunning)) {
-    if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return true;
+/** Polls until none of `pids` runs (they are not our children: no exit event); false if some still do at the deadline. */
+function allGone(pids: readonly number[], timeoutMs = 10_000): Promise<boolean> {
+  return waitFor(() => !pids.some(isRunning), timeoutMs, 'the server processes to exit').then(
+    () => true,
+    () => false,
+  );
 }
 
 async function refusesConnections(http: string): Promise<boolean> {

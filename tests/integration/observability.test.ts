@@ -10,6 +10,7 @@ import { parseExposition, sampleValue, type MetricFamily } from '../helpers/expo
 import { createLogger } from '../../server/telemetry/logger.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 import { startTestService, tempDir } from '../helpers/service.js';
+import { waitFor, within } from '../helpers/wait.js';
 
 const ADMIN = 'observability-admin-token-5f2c';
 const PROMPT = 'The Queen of Hearts she made some tarts';
@@ -72,7 +73,8 @@ describe('metrics', () => {
     expect((await socket.request('where')).at(-1)).toMatchObject({ t: 'err', code: 'model_not_found' });
     socket.close();
     await socket.closed;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The server counts the close when its side of the socket closes (no event reaches the test).
+    await waitFor(() => service.sessions.size === 0, 5000, 'the server to see the close');
 
     const after = await scrape();
     const delta = (name: string, labels: Record<string, string> = {}): number => (sampleValue(after, name, labels) ?? 0) - (sampleValue(before, name, labels) ?? 0);
@@ -126,30 +128,41 @@ describe('live feed', () => {
     const history = (await feed.next()) as FeedHistory;
     expect(history.t).toBe('history');
 
-    // Generate while the snapshots come, so the rates and percentiles have something to show.
+    // Generate while the snapshots come, so the rates and percentiles have something to show: at
+    // least three snapshots, and two of them after the request ended (the first of those may have
+    // been taken just before its end reached this side), so the last one counts all of it.
     const socket = await RawSocket.open(service.streamUrl);
     socket.send({ t: 'gen', id: 'busy', prompt: PROMPT, maxTokens: 400, temperature: 0.8, seed: 2 });
+    let ended = false;
+    const busy = socket.request('busy').then(() => void (ended = true));
     const snapshots: FeedSnapshot[] = [];
-    while (snapshots.length < 3) {
-      const frame = await feed.next();
+    let afterEnd = 0;
+    while (snapshots.length < 3 || afterEnd < 2) {
+      const frame = await within(feed.next(), 10_000, 'feed snapshot');
       expect(frame.t).toBe('snapshot');
       snapshots.push(frame as FeedSnapshot);
+      if (ended) afterEnd++;
     }
-    await socket.request('busy');
+    await busy;
+    const last = snapshots.at(-1)!;
+    // The open stream connection, counted while it is open (the feed's own socket is not one).
+    expect(last.connections).toBe(1);
     socket.close();
+    // The 1 Hz loop is the behaviour under test, so this is a wall-clock check. A snapshot's ts is
+    // taken after the loop's async resource sample, whose duration varies under load, so single gaps
+    // wander around the second; the bounds allow that on a loaded 2-core machine, and still tell a
+    // loop that ticks far too often or too seldom.
     const gaps = snapshots.slice(1).map((snapshot, index) => snapshot.ts - snapshots[index]!.ts);
     for (const gap of gaps) {
-      expect(gap).toBeGreaterThan(600);
-      expect(gap).toBeLessThan(1600);
+      expect(gap).toBeGreaterThan(250);
+      expect(gap).toBeLessThan(3000);
     }
-    const last = snapshots.at(-1)!;
     expect(last.tokensPerSecond.s60).toBeGreaterThan(0);
     expect(last.interTokenMs.p50).toBeGreaterThan(0);
     expect(last.interTokenMs.p99!).toBeGreaterThanOrEqual(last.interTokenMs.p50!);
     expect(last.ttftMs.p50).toBeGreaterThan(0);
     expect(last.slots.total).toBe(2);
     expect(last.requests.completedTotal).toBeGreaterThanOrEqual(1);
-    expect(last.connections).toBeGreaterThanOrEqual(0);
     expect(last.models).toContainEqual(expect.objectContaining({ name: 'demo', state: 'loaded' }));
     expect(last.resources.rssBytes).toBeGreaterThan(10_000_000);
     expect(last.resources.memTotalBytes).toBeGreaterThan(last.resources.memUsedBytes);

@@ -4,9 +4,10 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { EndFrame, ErrFrame, ModelInfo, ServerFrame } from '../../protocol/index.js';
 import type { Service } from '../../server/app.js';
 import type { Config } from '../../server/config/config.js';
-import { MODEL_FILES, ensureModelFiles, placeModels, waitFor } from '../helpers/model-files.js';
+import { MODEL_FILES, ensureModelFiles, placeModels } from '../helpers/model-files.js';
+import { waitFor } from '../helpers/wait.js';
 import { RawSocket } from '../helpers/raw-socket.js';
-import { startTestService, tempDir } from '../helpers/service.js';
+import { startTestService, tempDir, waitForIdle } from '../helpers/service.js';
 
 const PROMPT = 'Alice was beginning to get very tired';
 const ADMIN = 'pool-test-admin-token';
@@ -38,12 +39,16 @@ async function open(service: Service): Promise<RawSocket> {
   return socket;
 }
 
+/**
+ * A per-connection token rate for tests that need a stream to be still running when they look:
+ * a long stream then lasts a known wall-clock time, however fast the machine generates.
+ */
+const THROTTLED = (tokensPerSecond: number, burst = 50): Partial<Config> => ({ tokenLimitTps: tokensPerSecond, tokenLimitBurst: burst });
+// A connection whose stream drained its token bucket is refused further gens (rate_limited) until it
+// refills: the tests below send their gens together, or later ones on another connection.
+
 const info = (service: Service, name: string): ModelInfo | undefined => service.pool.list().find((model) => model.name === name);
 const terminal = (frames: ServerFrame[]): ServerFrame => frames.at(-1)!;
-
-async function baseline(service: Service): Promise<void> {
-  await waitFor(() => service.pool.loadedModels().every((model) => model.scheduler.busy === 0 && model.scheduler.queued === 0) && service.sessions.inFlight === 0, 10_000, 'idle pool');
-}
 
 /** Places a file atomically, as operators should: write beside, then rename over. */
 async function placeAtomically(source: string | Buffer, target: string): Promise<void> {
@@ -55,7 +60,8 @@ async function placeAtomically(source: string | Buffer, target: string): Promise
 
 describe('queueing', () => {
   it('queues beyond the slots, reports positions and serves everyone', async () => {
-    const { service } = await start({ demo: MODEL_FILES.demo }, { parallelSequences: 1, queueMax: 8 });
+    // b (1000 tokens at 500/s) runs for about 2 s: c waits there long enough to hear its new position.
+    const { service } = await start({ demo: MODEL_FILES.demo }, { parallelSequences: 1, queueMax: 8, ...THROTTLED(500) });
     const socket = await open(service);
     socket.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 300 });
     socket.send({ t: 'gen', id: 'b', prompt: PROMPT, maxTokens: 1000 });
@@ -69,27 +75,35 @@ describe('queueing', () => {
   });
 
   it('is fair across connections: B\'s single request starts before A\'s third', async () => {
-    const { service } = await start({ demo: MODEL_FILES.demo }, { parallelSequences: 1, queueMax: 20, maxStreamsPerConnection: 16 });
+    const { service } = await start({ demo: MODEL_FILES.demo }, { parallelSequences: 1, queueMax: 20, maxStreamsPerConnection: 16, ...THROTTLED(200) });
     const a = await open(service);
     const b = await open(service);
-    for (let i = 1; i <= 10; i++) a.send({ t: 'gen', id: `a${i}`, prompt: PROMPT, maxTokens: 30 });
+    // a1 would run for 10 s at 200 tokens/s: it holds the one slot until it is cancelled below.
+    a.send({ t: 'gen', id: 'a1', prompt: PROMPT, maxTokens: 2000 });
+    for (let i = 2; i <= 10; i++) a.send({ t: 'gen', id: `a${i}`, prompt: PROMPT, maxTokens: 30 });
     await a.next((frame) => frame.t === 'queued' && frame.id === 'a10');
     b.send({ t: 'gen', id: 'b1', prompt: PROMPT, maxTokens: 30 });
+    await b.next((frame) => frame.t === 'queued' && frame.id === 'b1');
+    // B waits behind A's nine while a1 runs; then the slot goes round: a2, b1, a3, ...
+    a.send({ t: 'cancel', id: 'a1' });
     await b.request('b1');
     await a.request('a3');
     expect(b.arrivalOf('start', 'b1')).toBeLessThan(a.arrivalOf('start', 'a3'));
     expect(a.arrivalOf('start', 'a2')).toBeLessThan(b.arrivalOf('start', 'b1'));
-    for (let i = 1; i <= 10; i++) expect(terminal(await a.request(`a${i}`))).toMatchObject({ t: 'end', reason: 'length' });
+    expect(terminal(await a.request('a1'))).toMatchObject({ t: 'end', reason: 'cancelled' });
+    for (let i = 2; i <= 10; i++) expect(terminal(await a.request(`a${i}`))).toMatchObject({ t: 'end', reason: 'length' });
   });
 
   it('answers overloaded with a retry hint when the queue is full, and cancels while queued', async () => {
-    const { service } = await start({ demo: MODEL_FILES.demo }, { parallelSequences: 1, queueMax: 2 });
+    // `run` lasts 15 s at 100 tokens/s: it still holds the slot for everything below until cancelled.
+    const { service } = await start({ demo: MODEL_FILES.demo }, { parallelSequences: 1, queueMax: 2, ...THROTTLED(100) });
     const socket = await open(service);
+    // Sent together: `run` takes the slot, q1 and q2 fill the queue, `over` finds it full.
     socket.send({ t: 'gen', id: 'run', prompt: PROMPT, maxTokens: 1500 });
-    await socket.next((frame) => frame.t === 'start');
     socket.send({ t: 'gen', id: 'q1', prompt: PROMPT, maxTokens: 10 });
     socket.send({ t: 'gen', id: 'q2', prompt: PROMPT, maxTokens: 10 });
     socket.send({ t: 'gen', id: 'over', prompt: PROMPT, maxTokens: 10 });
+    await socket.next((frame) => frame.t === 'start' && frame.id === 'run');
     const over = terminal(await socket.request('over')) as ErrFrame;
     expect(over).toMatchObject({ t: 'err', id: 'over', code: 'overloaded' });
     expect(over.retryAfterMs).toBeGreaterThan(0);
@@ -98,25 +112,27 @@ describe('queueing', () => {
     expect(service.pool.current()!.scheduler.queued).toBe(1);
     socket.send({ t: 'cancel', id: 'run' });
     expect(terminal(await socket.request('q2'))).toMatchObject({ t: 'end', reason: 'length' });
-    await baseline(service);
+    await waitForIdle(service, 10_000);
   });
 
   it('ends a request that waited too long with queue_timeout', async () => {
-    const { service } = await start({ demo: MODEL_FILES.demo }, { parallelSequences: 1, queueTimeoutMs: 150 });
+    // `hold` lasts 20 s at 100 tokens/s: `late` certainly waits past its 150 ms.
+    const { service } = await start({ demo: MODEL_FILES.demo }, { parallelSequences: 1, queueTimeoutMs: 150, ...THROTTLED(100) });
     const socket = await open(service);
     socket.send({ t: 'gen', id: 'hold', prompt: PROMPT, maxTokens: 2000 });
-    await socket.next((frame) => frame.t === 'start');
     socket.send({ t: 'gen', id: 'late', prompt: PROMPT, maxTokens: 5 });
+    await socket.next((frame) => frame.t === 'start' && frame.id === 'hold');
     expect(terminal(await socket.request('late'))).toMatchObject({ t: 'err', code: 'queue_timeout' });
     socket.send({ t: 'cancel', id: 'hold' });
     await socket.request('hold');
-    await baseline(service);
+    await waitForIdle(service, 10_000);
   });
 });
 
 describe('several models', () => {
   it('serves two models at once and lists both with their slots', async () => {
-    const { service } = await start({ demo: MODEL_FILES.demo, tiny: MODEL_FILES.tinyF16 }, { parallelSequences: 1 });
+    // 800 tokens at 200/s on this connection: d still runs for seconds while tiny loads and starts.
+    const { service } = await start({ demo: MODEL_FILES.demo, tiny: MODEL_FILES.tinyF16 }, { parallelSequences: 1, ...THROTTLED(200, 20) });
     const socket = await open(service);
     socket.send({ t: 'gen', id: 'd', prompt: PROMPT, maxTokens: 400 });
     socket.send({ t: 'gen', id: 't', model: 'tiny', prompt: PROMPT, maxTokens: 400 });
@@ -170,7 +186,8 @@ describe('several models', () => {
 
 describe('hot reload', () => {
   it('picks up an added file and drops a removed one after its stream ends', async () => {
-    const { service, dir } = await start({ demo: MODEL_FILES.demo });
+    // r lasts 3 s at 500 tokens/s: the file is removed while it streams.
+    const { service, dir } = await start({ demo: MODEL_FILES.demo }, THROTTLED(500, 20));
     await placeAtomically(MODEL_FILES.demoOtherSeed, path.join(dir, 'added.gguf'));
     await waitFor(() => info(service, 'added')?.state === 'available', 5000, 'added model');
     const socket = await open(service);
@@ -179,8 +196,9 @@ describe('hot reload', () => {
     await rm(path.join(dir, 'added.gguf'));
     await waitFor(() => !info(service, 'added'), 5000, 'model removed from the list');
     expect(terminal(await socket.request('r'))).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 1500 } });
-    socket.send({ t: 'gen', id: 'gone', model: 'added', prompt: PROMPT, maxTokens: 5 });
-    expect(terminal(await socket.request('gone'))).toMatchObject({ code: 'model_not_found' });
+    const other = await open(service);
+    other.send({ t: 'gen', id: 'gone', model: 'added', prompt: PROMPT, maxTokens: 5 });
+    expect(terminal(await other.request('gone'))).toMatchObject({ code: 'model_not_found' });
     await waitFor(() => service.pool.loadedModels().length === 1, 5000, 'removed model unloaded');
   });
 
@@ -197,12 +215,11 @@ describe('hot reload', () => {
     await socket.next((frame) => frame.t === 'tok', 20_000);
     const before = service.pool.current('swap')!;
     await placeAtomically(MODEL_FILES.demoOtherSeed, path.join(dir, 'swap.gguf'));
-    for (let i = 0; i < 6; i++) {
-      send();
-      await new Promise((resolve) => setTimeout(resolve, 80));
-    }
-    for (const id of ids) expect(terminal(await socket.request(id, 60_000))).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 300 } });
+    // Requests while the file changes under the old version, then more once the new one took over.
+    for (let i = 0; i < 3; i++) send();
     const after = await waitFor(() => (service.pool.current('swap') !== before ? service.pool.current('swap') : undefined), 10_000, 'new version');
+    for (let i = 0; i < 3; i++) send();
+    for (const id of ids) expect(terminal(await socket.request(id, 60_000))).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 300 } });
     expect(after.fingerprint).not.toBe(before.fingerprint);
     await waitFor(() => service.pool.loadedModels().length === 2, 10_000, 'old version unloaded');
   });
@@ -237,23 +254,41 @@ describe('leases', () => {
     let seed = 12345;
     const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     const clients = await Promise.all([0, 1, 2, 3].map(() => open(service)));
+    const sentOn = new Map<RawSocket, string[]>(clients.map((socket) => [socket, []]));
+    const framesFor = (socket: RawSocket, id: string): ServerFrame[] => socket.frames.filter((frame) => 'id' in frame && frame.id === id);
+    const ended = (socket: RawSocket, id: string): boolean => framesFor(socket, id).some((frame) => frame.t === 'end' || frame.t === 'err');
+    const cancels: Promise<void>[] = [];
     for (let i = 0; i < 40; i++) {
       const socket = clients[Math.floor(random() * clients.length)]!;
       const id = `m${i}`;
+      sentOn.get(socket)!.push(id);
       const kind = random();
       if (kind < 0.4) socket.send({ t: 'gen', id, prompt: PROMPT, maxTokens: 1 + Math.floor(random() * 50) });
       else if (kind < 0.7) {
         socket.send({ t: 'gen', id, prompt: PROMPT, maxTokens: 1000 });
-        setTimeout(() => socket.send({ t: 'cancel', id }), Math.floor(random() * 40));
+        // Cancelled at a random point of its life: at once, or once its first, second or third
+        // frame (queued, start, tok) came; later than its end or its socket is no point.
+        const afterFrames = Math.floor(random() * 4);
+        cancels.push(
+          socket
+            .until(() => framesFor(socket, id).length >= afterFrames || ended(socket, id) || socket.isClosed, 30_000, `frame ${afterFrames} of ${id}`)
+            .then(() => socket.send({ t: 'cancel', id })),
+        );
       } else if (kind < 0.85) socket.send({ t: 'gen', id, prompt: PROMPT, maxTokens: 4000 });
       else socket.send({ t: 'gen', id, model: 'missing', prompt: PROMPT });
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    clients[3]!.socket.terminate();
-    clients[2]!.socket.terminate();
-    await baseline(service);
-    expect(service.pool.current()!.scheduler.busy).toBe(0);
-    expect(service.sessions.size).toBe(2);
+    // Two clients leave mid-stream: once the server answered each of their requests with a first
+    // frame (queued, start or err), their long ones are still queued or generating.
+    for (const socket of [clients[3]!, clients[2]!]) {
+      await socket.until(() => sentOn.get(socket)!.every((id) => framesFor(socket, id).length > 0), 30_000, 'a first frame for every request');
+      socket.socket.terminate();
+    }
+    await Promise.all(cancels);
+    await waitForIdle(service, 30_000);
+    await waitFor(() => service.sessions.size === 2, 5000, 'only the two open sessions left');
+    for (const socket of [clients[0]!, clients[1]!]) {
+      for (const id of sentOn.get(socket)!) expect(ended(socket, id), `${id} ended`).toBe(true);
+    }
   });
 });
 

@@ -2,7 +2,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { connect, type EndFrame, type ServerFrame, type WebSocketConstructor } from '../../protocol/index.js';
 import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
-import { spawnServer, type ChildServer } from '../helpers/attack-server-process.js';
+import { startServerProcess, type ServerProcess } from '../../scripts/bench/server-process.js';
 import { requestFrameViolations } from '../helpers/attack-socket.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 import { SHARED_MODELS_DIR } from '../helpers/service.js';
@@ -14,7 +14,27 @@ import { SHARED_MODELS_DIR } from '../helpers/service.js';
  */
 
 const PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank';
-let servers: ChildServer[] = [];
+/** A fixed, quiet environment: nothing from the machine's own configuration leaks in. */
+const TEST_ENV = {
+  THREADS: '1',
+  GPU: 'false',
+  LOG_TO_FILES: 'false',
+  LOG_ACCESS: 'false',
+  ADMIN_TOKEN: 'x',
+  KEYS_FILE: '',
+  WATCH_MODELS: 'false',
+  MODELS_DIR: SHARED_MODELS_DIR,
+  CONTEXT_SIZE: '4096',
+  PARALLEL_SEQUENCES: '2',
+};
+/**
+ * A token rate per connection (after a burst of 10): a stream of n tokens lasts about n / 100 s
+ * whatever the machine's speed, so whether it is still running when the signal comes, or ends
+ * within the grace period, does not depend on how fast the engine is. (A connection whose stream
+ * drained its bucket is refused further gens until it refills; none here sends one.)
+ */
+const THROTTLED = { TOKEN_LIMIT_TPS: '100', TOKEN_LIMIT_BURST: '10' };
+let servers: ServerProcess[] = [];
 let sockets: RawSocket[] = [];
 
 beforeAll(async () => {
@@ -28,13 +48,13 @@ afterEach(() => {
   servers = [];
 });
 
-async function start(env: Record<string, string>): Promise<ChildServer> {
-  const server = await spawnServer({ MODELS_DIR: SHARED_MODELS_DIR, CONTEXT_SIZE: '4096', PARALLEL_SEQUENCES: '2', ...env });
+async function start(env: Record<string, string>): Promise<ServerProcess> {
+  const server = await startServerProcess({ ...TEST_ENV, ...THROTTLED, ...env }, { timeoutMs: 60_000, stderr: 'capture' });
   servers.push(server);
   return server;
 }
 
-async function open(server: ChildServer): Promise<RawSocket> {
+async function open(server: ServerProcess): Promise<RawSocket> {
   const socket = await RawSocket.open(server.streamUrl);
   sockets.push(socket);
   return socket;
@@ -60,14 +80,15 @@ async function lateGen(socket: RawSocket, id: string): Promise<ServerFrame | { c
 describe('SIGTERM', () => {
   it('ends running streams with one terminal frame, refuses new gens, closes every socket with 1001 and exits 0', async () => {
     const server = await start({ SHUTDOWN_GRACE_MS: '300' });
-    const [a, b, idle] = [await open(server), await open(server), await open(server)];
+    const [a, b, c, idle] = [await open(server), await open(server), await open(server), await open(server)];
+    // 3000 tokens take 30 s at the throttled rate: both still run when the grace period ends.
     a.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 3000 });
     b.send({ t: 'gen', id: 'b', prompt: PROMPT, maxTokens: 3000 });
     await a.next((frame) => frame.t === 'tok' && frame.id === 'a');
     await b.next((frame) => frame.t === 'tok' && frame.id === 'b');
     // Both slots are busy: a third stream waits in the queue when the signal comes.
-    b.send({ t: 'gen', id: 'queued', prompt: PROMPT, maxTokens: 3000 });
-    await b.next((frame) => frame.t === 'queued' && frame.id === 'queued');
+    c.send({ t: 'gen', id: 'queued', prompt: PROMPT, maxTokens: 3000 });
+    await c.next((frame) => frame.t === 'queued' && frame.id === 'queued');
 
     const signalledAt = performance.now();
     server.child.kill('SIGTERM');
@@ -79,42 +100,46 @@ describe('SIGTERM', () => {
     // No new connection gets in: refused with 503 while the streams drain, or the port is closed.
     await expect(RawSocket.open(server.streamUrl)).rejects.toThrow(/upgrade refused: 503|ECONNREFUSED/);
 
-    const closes = await Promise.all([a.closed, b.closed, idle.closed]);
+    const closes = await Promise.all([a.closed, b.closed, c.closed, idle.closed]);
     const exit = await server.exited;
     const exitAfterMs = exit.at - signalledAt;
     console.info(`shutdown: exit ${exit.code} ${Math.round(exitAfterMs)} ms after SIGTERM; a ${JSON.stringify(a.frames.at(-1))}`);
 
+    // The grace period (300 ms) ended long before the streams could: they were cut, each with one
+    // terminal frame and nothing after it.
     for (const [socket, id] of [[a, 'a'], [b, 'b']] as const) {
       const ends = terminals(socket.frames, id);
       expect(ends).toHaveLength(1);
-      expect(['shutdown', 'length']).toContain((ends[0] as EndFrame).reason);
-      expect(ends[0]).toMatchObject({ t: 'end', id });
-      // Nothing for the id after its terminal frame.
-      expect(requestFrameViolations(socket.frames.filter((frame) => !('id' in frame) || frame.id === id), new Map([[id, 1]]))).toEqual([]);
+      expect(ends[0]).toMatchObject({ t: 'end', id, reason: 'shutdown' });
+      expect((ends[0] as EndFrame).usage.completionTokens).toBeLessThan(3000);
+      expect(requestFrameViolations(socket.frames, new Map([[id, 1]]))).toEqual([]);
     }
     // The queued stream ends too, with one terminal frame and without ever starting.
-    const queued = terminals(b.frames, 'queued');
+    const queued = terminals(c.frames, 'queued');
     expect(queued).toHaveLength(1);
     expect(queued[0]).toMatchObject({ t: 'end', id: 'queued', reason: 'shutdown', usage: { completionTokens: 0 } });
-    expect(b.frames.some((frame) => frame.t === 'start' && frame.id === 'queued')).toBe(false);
-    expect(requestFrameViolations(b.frames, new Map([['b', 1], ['queued', 1]]))).toEqual([]);
-    // 3000 tokens take seconds; the grace period is 300 ms, so they were cut.
-    expect(terminals(a.frames, 'a')[0]).toMatchObject({ reason: 'shutdown' });
-    expect(closes.map((close) => close.code)).toEqual([1001, 1001, 1001]);
+    expect(c.frames.some((frame) => frame.t === 'start' && frame.id === 'queued')).toBe(false);
+    expect(requestFrameViolations(c.frames, new Map([['queued', 1]]))).toEqual([]);
+    expect(closes.map((close) => close.code)).toEqual([1001, 1001, 1001, 1001]);
     expect(exit).toMatchObject({ code: 0, signal: null });
-    expect(exitAfterMs).toBeLessThan(5000);
+    // Timing is the behaviour here: the server stops at the end of its grace period instead of
+    // waiting for the streams, which had about 30 s to go. It takes the 300 ms of grace plus about
+    // 50 ms to end the streams and free the model (measured: 350 ms in all); the bound is over 5
+    // times that, for a loaded 2-core machine, and still far below the 30 s of a server that waited.
+    expect(exitAfterMs).toBeLessThan(2000);
     expect(server.logs.some((record) => record.msg === 'stopped')).toBe(true);
   });
 
   it('lets streams that finish within the grace period end with length, then closes with 1001 and exits 0', async () => {
-    const server = await start({ SHUTDOWN_GRACE_MS: '8000' });
+    // 300 tokens take about 3 s at the throttled rate: still running when the late gen comes, and
+    // done long before the grace period (30 s) ends.
+    const server = await start({ SHUTDOWN_GRACE_MS: '30000' });
     const [a, b, idle] = [await open(server), await open(server), await open(server)];
     a.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 300, temperature: 0 });
     b.send({ t: 'gen', id: 'b', prompt: PROMPT, maxTokens: 300, temperature: 0 });
     await a.next((frame) => frame.t === 'tok' && frame.id === 'a');
     await b.next((frame) => frame.t === 'tok' && frame.id === 'b');
 
-    const signalledAt = performance.now();
     server.child.kill('SIGTERM');
     await server.waitForLog('shutting down', 5000);
     // The sockets stay open while the streams finish, so the refusal is certain here.
@@ -125,8 +150,8 @@ describe('SIGTERM', () => {
 
     const closes = await Promise.all([a.closed, b.closed, idle.closed]);
     const exit = await server.exited;
-    const exitAfterMs = exit.at - signalledAt;
-    console.info(`shutdown within grace: exit ${exit.code} ${Math.round(exitAfterMs)} ms after SIGTERM`);
+    const exitAfterMs = exit.at - Math.max(a.arrivalOf('end', 'a'), b.arrivalOf('end', 'b'));
+    console.info(`shutdown within grace: exit ${exit.code} ${Math.round(exitAfterMs)} ms after the last stream ended`);
     for (const [socket, id] of [[a, 'a'], [b, 'b']] as const) {
       const ends = terminals(socket.frames, id);
       expect(ends).toHaveLength(1);
@@ -135,12 +160,17 @@ describe('SIGTERM', () => {
     }
     expect(closes.map((close) => close.code)).toEqual([1001, 1001, 1001]);
     expect(exit).toMatchObject({ code: 0, signal: null });
-    // The server does not sit out the whole grace period once the streams are done.
-    expect(exitAfterMs).toBeLessThan(6000);
+    // Timing is the behaviour here: the server does not sit out the rest of its grace period (about
+    // 27 s) once the streams are done. Closing the sessions and freeing the model takes about 50 ms
+    // (measured); the bound leaves far more than 5 times that for a loaded 2-core machine, and is
+    // still far below the rest of the grace period.
+    expect(exitAfterMs).toBeLessThan(2000);
   });
 
   it('refuses a gen that reuses a running id during the grace period without ending the running stream', async () => {
-    const server = await start({ SHUTDOWN_GRACE_MS: '8000' });
+    // 400 tokens take about 4 s at the throttled rate: `a` still runs when the second gen comes,
+    // and ends well within the grace period.
+    const server = await start({ SHUTDOWN_GRACE_MS: '30000' });
     const a = await open(server);
     a.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 400, temperature: 0 });
     await a.next((frame) => frame.t === 'tok' && frame.id === 'a');
@@ -155,16 +185,17 @@ describe('SIGTERM', () => {
     console.info(`reused id during shutdown: refusal ${JSON.stringify(refusal)}; terminals ${JSON.stringify(ends.map((frame) => frame.t))}`);
     // Regression: this used to be err{id:"a", code:"shutting_down"} (the shutdown check ran before the duplicate
     // check), a second terminal frame for the running stream.
-    expect(refusal).toBeDefined();
+    expect(refusal).toMatchObject({ t: 'err', code: 'duplicate_id', details: { id: 'a' } });
     expect(refusal).not.toHaveProperty('id');
     expect(ends).toHaveLength(1);
     expect(ends[0]).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 400 } });
   });
 
   it('drains as a load balancer sees it: health 503 and upgrades 503 while streams finish, then the port closes', async () => {
-    const server = await start({ SHUTDOWN_GRACE_MS: '20000' });
+    // 300 tokens take about 3 s at the throttled rate: the stream runs on through the checks below.
+    const server = await start({ SHUTDOWN_GRACE_MS: '30000' });
     const a = await open(server);
-    a.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 1500, temperature: 0 });
+    a.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 300, temperature: 0 });
     await a.next((frame) => frame.t === 'tok' && frame.id === 'a');
     server.child.kill('SIGTERM');
     await server.waitForLog('shutting down', 5000);
@@ -188,7 +219,7 @@ describe('SIGTERM', () => {
     }
     const end = terminals(a.frames, 'a');
     expect(end).toHaveLength(1);
-    expect(end[0]).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 1500 } });
+    expect(end[0]).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 300 } });
     expect(a.arrivalOf('end', 'a')).toBeLessThan(portClosedAt);
     expect(new Set(answers)).toEqual(new Set([503]));
     expect((await a.closed).code).toBe(1001);

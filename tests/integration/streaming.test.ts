@@ -4,7 +4,8 @@ import type { EndFrame, ServerFrame } from '../../protocol/index.js';
 import type { Service } from '../../server/app.js';
 import { DEMO_MULTIBYTE_EXPECTED, DEMO_MULTIBYTE_PROMPT } from '../../server/model-maker/demo/demo-model.js';
 import { RawSocket } from '../helpers/raw-socket.js';
-import { connectClient, startTestService } from '../helpers/service.js';
+import { connectClient, metricTotal, startTestService, waitForIdle } from '../helpers/service.js';
+import { waitFor } from '../helpers/wait.js';
 
 let service: Service;
 
@@ -24,12 +25,6 @@ function textOf(frames: ServerFrame[]): string {
 
 function terminalFrames(frames: ServerFrame[]): ServerFrame[] {
   return frames.filter((frame) => frame.t === 'end' || frame.t === 'err');
-}
-
-async function slotsIdle(): Promise<void> {
-  const model = service.pool.current()!;
-  for (let i = 0; i < 100 && model.scheduler.busy > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-  expect(model.scheduler.busy).toBe(0);
 }
 
 describe.each([
@@ -95,7 +90,7 @@ describe('generation', () => {
     expect(end.reason).toBe('cancelled');
     expect(end.usage.completionTokens).toBeGreaterThanOrEqual(5);
     expect(end.usage.completionTokens).toBeLessThan(2000);
-    await slotsIdle();
+    await waitForIdle(service, 5000);
     const next = await client.generate({ prompt: PROMPT, maxTokens: 4, temperature: 0 }).text();
     expect(next.end.reason).toBe('length');
     client.close();
@@ -109,8 +104,8 @@ describe('generation', () => {
     const model = service.pool.current()!;
     expect(model.scheduler.busy).toBe(2);
     socket.socket.terminate();
-    await slotsIdle();
-    expect(service.sessions.inFlight).toBe(0);
+    // Both requests end and both sequences return to the pool without any frame to answer.
+    await waitForIdle(service, 5000);
   });
 
   it('interleaves two concurrent ids on one connection, each in order with one terminal frame', async () => {
@@ -178,7 +173,13 @@ describe('tok frame coalescing', () => {
   let slow: Service;
 
   beforeAll(async () => {
-    [perPiece, slow] = await Promise.all([startTestService({ streamCoalesceMs: 0 }), startTestService({ streamCoalesceMs: 1000 })]);
+    [perPiece, slow] = await Promise.all([
+      startTestService({ streamCoalesceMs: 0 }),
+      // A window far longer than any stream here takes, so what is held and when it goes out does
+      // not depend on the machine's speed; and a token rate (past a burst above the 64 tokens of
+      // `gen`) that keeps a 2000-token stream running for minutes, so a cancel always finds it going.
+      startTestService({ streamCoalesceMs: 60_000, tokenLimitBurst: 100, tokenLimitTps: 10 }),
+    ]);
   });
 
   afterAll(async () => {
@@ -210,7 +211,7 @@ describe('tok frame coalescing', () => {
     const socket = await RawSocket.open(slow.streamUrl);
     socket.send({ ...gen, id: 'joined' });
     const frames = await socket.request('joined');
-    // The first piece at once, the rest (well within one second on the demo model) before `end`.
+    // The first piece at once; the rest comes within the window, is held and goes out before `end`.
     expect(frames.filter((frame) => frame.t === 'tok').length).toBe(2);
     expect(textOf(frames)).toBe(expected);
     expect(frames.at(-1)).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: 64 } });
@@ -219,10 +220,12 @@ describe('tok frame coalescing', () => {
 
   it('sends held text before the end of a cancelled request and nothing after it', async () => {
     const socket = await RawSocket.open(slow.streamUrl);
+    const generatedBefore = await metricTotal(slow, 'llm_generation_tokens_total');
     socket.send({ t: 'gen', id: 'held', prompt: PROMPT, maxTokens: 2000, temperature: 0.8, seed: 5 });
     const first = await socket.next((frame) => frame.t === 'tok' && frame.id === 'held');
-    // Let tokens pile up behind the window, then stop.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Text of the tokens after the first piece is held behind the window: wait until the engine
+    // made a few of them (only this request runs on `slow` now), then stop.
+    await waitFor(async () => (await metricTotal(slow, 'llm_generation_tokens_total')) >= generatedBefore + 8, 10_000, 'tokens after the first piece');
     socket.send({ t: 'cancel', id: 'held' });
     const frames = await socket.request('held');
     const end = frames.at(-1) as EndFrame;
@@ -230,9 +233,12 @@ describe('tok frame coalescing', () => {
     const pieces = frames.filter((frame) => frame.t === 'tok');
     expect(pieces).toHaveLength(2);
     expect(textOf(frames).length).toBeGreaterThan(first.t === 'tok' ? first.text.length : 0);
-    expect(end.usage.completionTokens).toBeGreaterThan(1);
-    // The guard timer of the held text must not fire after the terminal frame.
-    await new Promise((resolve) => setTimeout(resolve, 2100));
+    expect(end.usage.completionTokens).toBeGreaterThanOrEqual(8);
+    // Nothing for the request after its terminal frame: the pong comes after anything sent before
+    // it. (That `end` also stops the guard timer of held text, which would fire only two windows
+    // later, is checked on fake timers in tests/unit/text-coalescer.test.ts.)
+    socket.send({ t: 'ping', ts: 99 });
+    await socket.next((frame) => frame.t === 'pong' && frame.ts === 99);
     expect(socket.frames.filter((frame) => 'id' in frame && frame.id === 'held')).toHaveLength(frames.length);
     socket.close();
   });
