@@ -41,7 +41,11 @@ export interface ConnectOptions {
   WebSocket?: WebSocketConstructor;
   /** Extra upgrade headers (Node implementations only; browsers ignore them). Default: none. */
   headers?: Record<string, string>;
+  /** How long to wait for the server's `hello` before giving up with `unreachable`. Default: 10000 ms. */
+  timeoutMs?: number;
 }
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /** What a generation asks for; `id` defaults to a fresh one. */
 export interface GenerateRequest extends GenParams {
@@ -141,6 +145,9 @@ export class GenerationStream implements AsyncIterable<string> {
   }
 }
 
+/** The reply type of each request frame whose refusal the client can match to its caller. */
+const REPLY_TO: Record<string, 'pong' | 'models'> = { ping: 'pong', models: 'models' };
+
 /** A connection to the streaming endpoint. Create it with {@link connect}. */
 export class LlmClient {
   /** The server's `hello` frame. */
@@ -165,6 +172,11 @@ export class LlmClient {
     const stream = new GenerationStream(id, (streamId) => this.send({ t: 'cancel', id: streamId }));
     if (this.closedError) {
       stream.fail(this.closedError);
+      return stream;
+    }
+    // The server would refuse it without an id (so as not to end the running one): refuse here, where it is known.
+    if (this.streams.has(id)) {
+      stream.fail(new LlmError({ code: 'duplicate_id', message: `request "${id}" is already in flight`, details: { id } }));
       return stream;
     }
     this.streams.set(id, stream);
@@ -210,8 +222,13 @@ export class LlmClient {
       }
     }
     if (frame.t === 'limits') this.limits = frame;
-    const index = this.waiters.findIndex((waiter) => waiter.type === frame.t);
-    if (index >= 0) this.waiters.splice(index, 1)[0]!.resolve(frame);
+    // A refused ping or models frame is answered by an err naming the frame's type.
+    const refused = frame.t === 'err' ? REPLY_TO[String(frame.details?.t)] : undefined;
+    const index = this.waiters.findIndex((waiter) => waiter.type === (refused ?? frame.t));
+    if (index < 0) return;
+    const waiter = this.waiters.splice(index, 1)[0]!;
+    if (frame.t === 'err') waiter.reject(new LlmError(frame));
+    else waiter.resolve(frame);
   }
 
   /** @internal The socket closed: fails what is pending with `connection_lost`. */
@@ -321,8 +338,14 @@ export function connect(url: string, options: ConnectOptions = {}): Promise<LlmC
     const fail = (error: ConnectError): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(timer);
       reject(error);
     };
+    const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      fail(new ConnectError({ code: ConnectErrorCode.unreachable, message: `no hello from ${url} within ${timeoutMs} ms` }));
+      socket.close();
+    }, timeoutMs);
     if (canReadRefusals) {
       socket.on!('unexpected-response', (_request: unknown, response: RefusalResponse) => {
         refused = true;
@@ -344,6 +367,7 @@ export function connect(url: string, options: ConnectOptions = {}): Promise<LlmC
       if (client) client.receive(frame);
       else if (frame.t === 'hello' && !settled) {
         settled = true;
+        clearTimeout(timer);
         resolve((client = new LlmClient(socket, format, frame)));
       }
     };

@@ -139,13 +139,11 @@ export async function startService(config: Config, logger: Logger = createLogger
     routes: [
       ...healthRoutes({
         shuttingDown: () => shuttingDown,
-        notReadyReason: () => {
-          if (pool.ready) return undefined;
-          return defaultModelError ?? `default model "${pool.defaultName}" is loading`;
-        },
+        // A failed preload (say, no memory for it) counts until the default model is loaded after all.
+        notReadyReason: () => pool.notReadyReason() ?? (pool.isLoaded(pool.defaultName) ? undefined : defaultModelError),
       }),
       ...modelRoutes(pool),
-      ...adminRoutes(pool, sessions, access.admin),
+      ...adminRoutes(pool, sessions, access.admin, () => shuttingDown),
       ...(observability.metrics ? metricsRoutes({ metrics: observability.metrics.prometheus, admin: access.admin, public: config.metricsPublic }) : []),
       // Last: its `/*` would shadow any route registered after it.
       ...staticRoutes(),

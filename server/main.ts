@@ -17,14 +17,11 @@ try {
 }
 
 const logger = createLogger(config.logLevel);
-const service = await startService(config, logger).catch((error: Error) => {
+// Signals are handled from here on: one during the start stops the service as soon as it is up.
+const starting = startService(config, logger).catch((error: Error) => {
   logger.fatal({ err: error }, 'could not start');
   process.exit(1);
 });
-logger.info({ url: service.streamUrl, http: service.httpUrl }, 'listening');
-// Where to go next, for the operator reading the console; never the token itself.
-const signIn = config.adminToken ? 'the token in ADMIN_TOKEN' : `the token in ${service.adminToken.generatedFile ?? config.adminTokenFile}`;
-logger.info(`stream endpoint ${service.streamUrl} · dashboard ${service.httpUrl}/ (sign in with ${signIn})`);
 
 /**
  * Copies of one stop request that arrive together count once. Ctrl-C on `npm start` signals the
@@ -50,14 +47,22 @@ const stop = (signal: string, announce: () => void): void => {
   stoppingSince = now;
   clearInterval(parentWatch);
   announce();
-  void service.shutdown().then(() => {
-    logger.info('stopped');
-    process.exit(0);
-  });
+  void starting
+    .then((service) => service.shutdown())
+    .then(() => {
+      logger.info('stopped');
+      process.exit(0);
+    });
 };
 const onSignal = (signal: NodeJS.Signals): void => stop(signal, () => logger.info({ signal }, 'shutting down'));
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
+
+const service = await starting;
+logger.info({ url: service.streamUrl, http: service.httpUrl }, 'listening');
+// Where to go next, for the operator reading the console; never the token itself.
+const signIn = config.adminToken ? 'the token in ADMIN_TOKEN' : `the token in ${service.adminToken.generatedFile ?? config.adminTokenFile}`;
+logger.info(`stream endpoint ${service.streamUrl} · dashboard ${service.httpUrl}/ (sign in with ${signIn})`);
 
 /*
  * A lost parent under `npm start` stops the service as SIGTERM would. `npm start` is a foreground

@@ -7,9 +7,19 @@
 export class HostCheck {
   private readonly names: ReadonlySet<string> | 'any';
 
+  /** Throws when an ALLOWED_HOSTS entry is not a host name (with or without a port). */
   constructor(listenHost: string, configured: string) {
-    const list = configured.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean);
-    this.names = list.includes('*') ? 'any' : new Set([...list, normalize(listenHost), 'localhost']);
+    const list = configured.split(',').map((entry) => entry.trim()).filter(Boolean);
+    if (list.includes('*')) {
+      this.names = 'any';
+      return;
+    }
+    const names = list.map((entry) => {
+      const name = /[/\s@?#]/.test(entry) ? undefined : hostName(entry);
+      if (!name) throw new Error(`ALLOWED_HOSTS: "${entry}" is not a host name (like chat.example or chat.example:8080)`);
+      return name;
+    });
+    this.names = new Set([...names, normalize(listenHost), 'localhost']);
   }
 
   /** True when the Host header (with or without a port) names this service. */

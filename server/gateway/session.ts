@@ -48,6 +48,8 @@ const MAX_INBOX_BYTES = 8 * 1024 * 1024;
 const LIMITS_FRAME_INTERVAL_MS = 1000;
 /** The reason uWS reports when it cuts a connection for a text frame that is not UTF-8. */
 const INVALID_UTF8_REASON = 'Received invalid UTF-8';
+/** The reason uWS reports when it cuts a connection for a frame over its maxPayloadLength. */
+const TOO_BIG_REASON = 'Received too big message';
 /** After a close for a stalled reader, give the close handshake this long before dropping the socket. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -190,7 +192,8 @@ export class Session implements ConnectionHandler, RequestHost {
       const retryAfterMs = this.limits.frameRetryMs();
       const error = { code: ErrorCode.rateLimited, message: `more than ${this.context.config.maxFramesPerSecond} frames per second`, retryAfterMs };
       this.context.telemetry.rateLimited(this.origin);
-      return frame.t === 'gen' ? this.refuse({ id: frame.id, ...error }) : this.sendError(error);
+      // A refused frame without an id names its type, so a client can tell which call it answers.
+      return frame.t === 'gen' ? this.refuse({ id: frame.id, ...error }) : this.sendError({ ...error, details: { t: frame.t } });
     }
     switch (frame.t) {
       case 'gen':
@@ -334,8 +337,10 @@ export class Session implements ConnectionHandler, RequestHost {
    * sign); otherwise the client left.
    */
   private peerCloseCause(code: number, message: string): CloseCause {
-    // uWS cuts a connection that sends a text frame of invalid UTF-8 without a close frame.
+    // uWS cuts a connection that sends a text frame of invalid UTF-8, or a frame past
+    // maxPayloadLength, without a close frame.
     if (message === INVALID_UTF8_REASON) return 'invalid_utf8';
+    if (message === TOO_BIG_REASON) return 'too_big';
     const silentMs = performance.now() - this.lastMessageAt;
     return code === CloseCode.abnormal && silentMs >= this.context.config.idleTimeoutS * 500 ? 'idle' : 'client';
   }

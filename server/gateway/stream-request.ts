@@ -21,6 +21,8 @@ export class StreamRequest implements TextSink {
   private readonly controller = new AbortController();
   private readonly lifecycle: RequestLifecycle;
   private promptTokens = 0;
+  /** Tokens generated so far (each told through onToken). */
+  private generatedTokens = 0;
   private metrics: RequestTelemetry | undefined;
   /** Set when the request is deterministic and may be answered from, or stored in, the response cache. */
   private cacheKey: string | undefined;
@@ -45,9 +47,15 @@ export class StreamRequest implements TextSink {
     return this.lifecycle.state;
   }
 
-  /** Stops the request; it ends with `end{reason}` unless the client is gone. */
+  /**
+   * Stops the request. Its `end{reason}` (nothing, if the client is gone) is claimed now, not when
+   * the engine has noticed: the next frame the client sends, say a new `gen` with the same id,
+   * already finds this one ended. The slot is released once the step in flight is over.
+   */
   cancel(cause: StopCause): void {
-    if (!this.controller.signal.aborted) this.controller.abort(cause);
+    if (this.controller.signal.aborted) return;
+    this.controller.abort(cause);
+    this.end(cause, this.generatedTokens);
   }
 
   async run(): Promise<void> {
@@ -86,7 +94,8 @@ export class StreamRequest implements TextSink {
       } finally {
         clearTimeout(deadline);
       }
-      if (outcome.reason === 'aborted') return this.end(this.stopCause(), outcome.completionTokens);
+      // Cancelled, even if the engine finished first: its text was cut at the cancel and is not cached.
+      if (outcome.reason === 'aborted' || this.controller.signal.aborted) return this.end(this.stopCause(), outcome.completionTokens);
       if (this.cacheKey !== undefined) {
         cache.set(this.cacheKey, { text: this.collected, reason: outcome.reason, usage: { promptTokens: this.promptTokens, completionTokens: outcome.completionTokens } });
       }
@@ -103,6 +112,8 @@ export class StreamRequest implements TextSink {
   }
 
   write(piece: string): void {
+    // A cancelled request is ended before the engine stops: what it still produces goes nowhere.
+    if (this.lifecycle.ended) return;
     this.lifecycle.textStarted();
     if (this.cacheKey !== undefined) this.collected += piece;
     this.text.push(piece);
@@ -117,8 +128,9 @@ export class StreamRequest implements TextSink {
   }
 
   onToken(): void {
+    this.generatedTokens++;
     this.host.limits.chargeToken();
-    this.metrics?.token();
+    if (!this.lifecycle.ended) this.metrics?.token();
   }
 
   /** Generation starts (a slot, or the response cache): `start` goes out. */

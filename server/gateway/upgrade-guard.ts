@@ -28,7 +28,7 @@ export class UpgradeGuard {
   constructor(private readonly config: Config, private readonly keys: ApiKeyStore | undefined, private readonly budgets: KeyBudgets) {
     this.hosts = new HostCheck(config.host, config.allowedHosts);
     const list = config.allowedOrigins.split(',').map((origin) => origin.trim()).filter(Boolean);
-    this.origins = list.includes('*') ? 'any' : list.length === 0 ? 'same-host' : new Set(list);
+    this.origins = list.includes('*') ? 'any' : list.length === 0 ? 'same-host' : new Set(list.map(configuredOrigin));
   }
 
   check(request: UpgradeRequest): UpgradeCheck {
@@ -83,6 +83,26 @@ export class UpgradeGuard {
         return false;
       }
     }
-    return this.origins.has(origin);
+    return this.origins.has(serializedOrigin(origin) ?? origin);
   }
+}
+
+/** An origin as browsers send it (scheme, host, port; lower case; no path), or undefined. */
+function serializedOrigin(value: string): string | undefined {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An ALLOWED_ORIGINS entry in the form browsers send; throws for one that is not an http(s) origin. */
+function configuredOrigin(entry: string): string {
+  const origin = serializedOrigin(entry);
+  const url = origin === undefined ? undefined : new URL(entry);
+  if (!origin || (url!.pathname !== '/' && url!.pathname !== '') || url!.search || url!.hash || url!.username) {
+    throw new Error(`ALLOWED_ORIGINS: "${entry}" is not an origin (like https://chat.example or http://localhost:5173)`);
+  }
+  return origin;
 }

@@ -1,4 +1,4 @@
-import { CloseCode, type ConnectionInfo, type ConnectionsResponse } from '../../protocol/index.js';
+import { CloseCode, ErrorCode, type ConnectionInfo, type ConnectionsResponse } from '../../protocol/index.js';
 import { ServiceError } from '../errors.js';
 import type { Session } from '../gateway/session.js';
 import type { SessionRegistry } from '../gateway/session-registry.js';
@@ -15,12 +15,16 @@ const ACTIONS = ['load', 'unload', 'reload'] as const;
  * Admin HTTP API: `POST /api/models/:name/{load,unload,reload}`, `GET /api/connections` and
  * `POST /api/connections/:id/close`. Every route needs the admin token.
  */
-export function adminRoutes(pool: ModelPool, sessions: SessionRegistry, admin: AdminCheck): HttpRoute[] {
+export function adminRoutes(pool: ModelPool, sessions: SessionRegistry, admin: AdminCheck, isShuttingDown: () => boolean): HttpRoute[] {
   const modelActions = ACTIONS.map(
     (action): HttpRoute => ({
       method: 'post',
       pattern: `/api/models/:name/${action}`,
-      handle: requireAdmin(admin, async ({ params }) => replyFor(await runAction(pool, action, params.name ?? ''))),
+      handle: requireAdmin(admin, async ({ params }) => {
+        // A draining replica loads nothing new: its models are about to be freed.
+        if (isShuttingDown()) return errorReply(new ServiceError(ErrorCode.shuttingDown, 'the server is shutting down', { retryAfterMs: 5000 }));
+        return replyFor(await runAction(pool, action, params.name ?? ''));
+      }),
     }),
   );
   return [

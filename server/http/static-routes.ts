@@ -35,6 +35,12 @@ const REVALIDATE = 'no-cache';
 /** Path prefixes owned by the API: a miss there is a 404, never the dashboard's index.html. */
 const API_PREFIXES = ['/api/', '/v1/', '/metrics', '/healthz', '/readyz'];
 
+const NOT_FOUND: HttpReply = { status: 404, headers: { 'content-type': 'application/json' }, body: '{"error":"not_found"}' };
+
+function isApiPath(urlPath: string): boolean {
+  return API_PREFIXES.some((prefix) => urlPath === prefix.replace(/\/$/, '') || urlPath.startsWith(prefix));
+}
+
 export interface StaticOptions {
   /** Folder of the built dashboard. Default: `dashboard/dist` of the package this file belongs to. */
   root?: string;
@@ -110,13 +116,20 @@ export function staticRoutes(options: StaticOptions = {}): HttpRoute[] {
 
   return [
     {
+      // Any other method: the API's paths are not found, the dashboard's pages are read-only.
+      method: 'any',
+      pattern: '/*',
+      handle(request) {
+        if (isApiPath(request.path)) return NOT_FOUND;
+        return { status: 405, headers: { 'content-type': 'application/json', allow: 'GET, HEAD' }, body: '{"error":"method_not_allowed","message":"use GET or HEAD"}' };
+      },
+    },
+    {
       method: 'get',
       pattern: '/*',
       async handle(request) {
         const urlPath = request.path || '/';
-        if (API_PREFIXES.some((prefix) => urlPath === prefix.replace(/\/$/, '') || urlPath.startsWith(prefix))) {
-          return { status: 404, headers: { 'content-type': 'application/json' }, body: '{"error":"not_found"}' };
-        }
+        if (isApiPath(urlPath)) return NOT_FOUND;
         if (urlPath === '/' || urlPath === '/index.html') return index(request);
         const file = resolveStaticPath(root, urlPath);
         if (file === undefined) return text(400, 'bad path\n');

@@ -77,7 +77,29 @@ export class ModelPool {
 
   /** True when the default model is loaded and can take requests. */
   get ready(): boolean {
-    return !this.closed && this.entries.get(this.defaultName)?.current !== undefined;
+    return this.notReadyReason() === undefined;
+  }
+
+  /** True while a version of the model is loaded. */
+  isLoaded(name: string): boolean {
+    return this.entries.get(name)?.current !== undefined;
+  }
+
+  /**
+   * Why a request for the default model could not be served now, or undefined when it can: it is
+   * loaded, or known and loadable on demand (after an unload or an eviction a request loads it).
+   */
+  notReadyReason(): string | undefined {
+    if (this.closed) return 'shutting down';
+    const entry = this.entries.get(this.defaultName);
+    if (!entry) return `no model named "${this.defaultName}" in the models folder`;
+    if (entry.current) return undefined;
+    if (entry.loading) return `default model "${entry.name}" is loading`;
+    if (entry.unsupported) return `default model "${entry.name}" cannot be served: ${entry.unsupported}`;
+    if (entry.failure) return `default model "${entry.name}" failed: ${entry.failure}`;
+    if (entry.downloadProgress !== undefined) return `default model "${entry.name}" is downloading (${Math.round(entry.downloadProgress * 100)} %)`;
+    if (!entry.file) return `default model "${entry.name}" has no file`;
+    return undefined;
   }
 
   /** Loads the default model and those the manifest marks `preload`. */

@@ -22,8 +22,11 @@ export interface HttpReply {
 }
 
 export interface HttpRoute {
-  /** `get` routes answer `HEAD` too, without a body. */
-  method: 'get' | 'post' | 'del';
+  /**
+   * `get` routes answer `HEAD` too, without a body. `any` takes every method no other route of the
+   * pattern takes (in place of the automatic `405`).
+   */
+  method: 'get' | 'post' | 'del' | 'any';
   /** uWS-style pattern: `/api/models/:name/load`, or `/*`. */
   pattern: string;
   handle(request: HttpRequestInfo): HttpReply | Promise<HttpReply>;

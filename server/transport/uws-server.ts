@@ -171,7 +171,8 @@ function addSocketEndpoint(app: uWS.TemplatedApp, endpoint: SocketEndpoint, sock
 
 function addRoute(app: uWS.TemplatedApp, route: HttpRoute, maxBodyBytes: number, guard: Guard): void {
   const paramNames = route.pattern.split('/').filter((part) => part.startsWith(':')).map((part) => part.slice(1));
-  const handler = (head: boolean) => (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
+  const handler = (headOnly: boolean) => (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
+    const head = headOnly || (route.method === 'any' && req.getCaseSensitiveMethod() === 'HEAD');
     let aborted = false;
     let answered = false;
     res.onAborted(() => {
@@ -229,11 +230,13 @@ function addMethodNotAllowed(app: uWS.TemplatedApp, options: ListenOptions, guar
     allowed.set(pattern, set);
   };
   for (const endpoint of options.sockets) allow(endpoint.pattern, 'GET');
+  const ownAny = new Set(options.routes.filter((route) => route.method === 'any').map((route) => route.pattern));
   for (const route of options.routes) {
     if (route.method === 'get') allow(route.pattern, 'GET', 'HEAD');
-    else allow(route.pattern, route.method === 'del' ? 'DELETE' : 'POST');
+    else if (route.method !== 'any') allow(route.pattern, route.method === 'del' ? 'DELETE' : 'POST');
   }
   for (const [pattern, methods] of allowed) {
+    if (ownAny.has(pattern)) continue;
     // A GET route on `/*` (the dashboard) would answer GET for every path: a path that has routes
     // but no GET route gets explicit GET and HEAD handlers, which outrank the wildcard.
     const ownGet = !methods.has('GET');

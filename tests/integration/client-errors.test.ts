@@ -204,3 +204,42 @@ describe('a client closed with close()', () => {
     await expect(client.models()).rejects.toMatchObject({ code: 'connection_lost' });
   });
 });
+
+describe('calls the server refuses without an id', () => {
+  it('refuses a second generate() with a running id at once and leaves the first stream alone', async () => {
+    const service = await start();
+    const client = await open(service);
+    const first = client.generate({ id: 'X', prompt: PROMPT, maxTokens: 20 });
+    const second = client.generate({ id: 'X', prompt: PROMPT, maxTokens: 20 });
+    await expect(second.end).rejects.toMatchObject({ code: 'duplicate_id', details: { id: 'X' } });
+    const { end } = await first.text();
+    expect(end).toMatchObject({ id: 'X', reason: 'length', usage: { completionTokens: 20 } });
+  });
+
+  it('rejects a ping() the frame bucket refuses with rate_limited instead of leaving it pending', async () => {
+    const service = await start({ maxFramesPerSecond: 5, floodMultiple: 100 });
+    const client = await open(service);
+    const pings = await Promise.allSettled(Array.from({ length: 20 }, () => client.ping()));
+    const refused = pings.filter((ping) => ping.status === 'rejected');
+    expect(pings.filter((ping) => ping.status === 'fulfilled').length).toBeGreaterThan(0);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const ping of refused) expect((ping as PromiseRejectedResult).reason).toMatchObject({ code: 'rate_limited', details: { t: 'ping' } });
+  });
+});
+
+describe('a server that never says hello', () => {
+  it('rejects connect() with unreachable once timeoutMs has passed', async () => {
+    // Accepts the TCP connection and answers nothing, not even the upgrade.
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as net.AddressInfo;
+    try {
+      const error = await connect(`ws://127.0.0.1:${port}/v1/stream`, { WebSocket: WebSocket as unknown as WebSocketConstructor, timeoutMs: 300 }).catch((failure: unknown) => failure);
+      expect(error).toBeInstanceOf(ConnectError);
+      expect(error).toMatchObject({ code: 'unreachable' });
+      expect((error as Error).message).toMatch(/no hello .* within 300 ms/);
+    } finally {
+      silent.close();
+    }
+  });
+});

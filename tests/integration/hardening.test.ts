@@ -87,7 +87,7 @@ function registeredRoutes(): HttpRoute[] {
   return [
     ...healthRoutes(stub),
     ...modelRoutes(stub),
-    ...adminRoutes(stub, stub, stub),
+    ...adminRoutes(stub, stub, stub, stub),
     ...metricsRoutes({ metrics: stub, admin: stub, public: false }),
     ...staticRoutes(),
   ];
@@ -265,8 +265,17 @@ describe('HEAD and 405', () => {
     expect(wrong).toEqual([]);
   });
 
-  it.each(['/api/nope', '/api/models/demo', '/api/models/demo/load/extra', '/api/connections/x', '/v1/nope'])('GET %s answers 404 JSON', async (requestPath) => {
-    const reply = await rawHttp(service, 'GET', requestPath, ADMIN);
+  it.each([
+    ['GET', '/api/nope'],
+    ['GET', '/api/models/demo'],
+    ['GET', '/api/models/demo/load/extra'],
+    ['GET', '/api/connections/x'],
+    ['GET', '/v1/nope'],
+    ['PUT', '/api/nope'],
+    ['POST', '/api/models/demo/explode'],
+    ['DELETE', '/v1/nope'],
+  ])('%s %s answers 404 JSON', async (method, requestPath) => {
+    const reply = await rawHttp(service, method, requestPath, ADMIN);
     expect(reply.status).toBe(404);
     expect(reply.headers['content-type']).toBe('application/json');
     expect(JSON.parse(reply.body.toString())).toMatchObject({ error: 'not_found' });

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Service } from '../../server/app.js';
 import { RawSocket } from '../helpers/raw-socket.js';
 import { startTestService } from '../helpers/service.js';
+import { parseExposition, sampleValue } from '../helpers/exposition.js';
+import { waitFor } from '../helpers/wait.js';
 
 /*
  * Large frames are queued and decoded in turns; small ones are handled as they come. Either way a
@@ -42,5 +44,17 @@ describe('frames of one connection', () => {
     expect(answered.map((frame) => frame.id)).toEqual(ids);
     expect(new Set(answered.map((frame) => frame.code))).toEqual(new Set(['prompt_too_long']));
     socket.close();
+  });
+});
+
+describe('frames past the library\'s cut-off', () => {
+  it('are cut without a close frame and counted as too_big, not as the client leaving', async () => {
+    const closedTooBig = async (): Promise<number> =>
+      sampleValue(parseExposition(await service.observability.metrics!.prometheus.text()), 'llm_connections_closed_total', { cause: 'too_big' }) ?? 0;
+    const before = await closedTooBig();
+    const socket = await RawSocket.open(service.streamUrl);
+    socket.sendBytes(new Uint8Array(600_000));
+    expect((await socket.closed).code).toBe(1006);
+    await waitFor(async () => (await closedTooBig()) === before + 1 || undefined, 5000, 'the close counted');
   });
 });
