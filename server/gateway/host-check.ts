@@ -31,15 +31,14 @@ export class HostCheck {
   }
 }
 
-/** The host name of a Host header: without port, brackets or trailing dot, lower case. */
+/**
+ * The host name of a Host header, without port, brackets or trailing dot, lower case; undefined
+ * for anything that is not `name`, `name:port`, `[v6]` or `[v6]:port` with a numeric port.
+ */
 function hostName(header: string): string | undefined {
-  const value = header.trim().toLowerCase();
-  if (value.startsWith('[')) {
-    const end = value.indexOf(']');
-    return end > 0 ? value.slice(1, end) : undefined;
-  }
-  const colon = value.indexOf(':');
-  return normalize(colon >= 0 ? value.slice(0, colon) : value);
+  const match = /^(?:\[([0-9a-f:.]+)\]|([^[\]:/\s@?#]+))(?::(\d{1,5}))?$/.exec(header.trim().toLowerCase());
+  if (!match) return undefined;
+  return match[1] ?? normalize(match[2]!);
 }
 
 function normalize(name: string): string {

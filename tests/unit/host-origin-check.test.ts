@@ -15,6 +15,14 @@ describe('ALLOWED_HOSTS entries', () => {
     for (const host of ['evil.example', 'chat.example.evil', '[fd00::3]', '']) expect(check.allows(host), host).toBe(false);
   });
 
+  it('refuse Host headers that are not a host and an optional numeric port', () => {
+    const check = new HostCheck('127.0.0.1', '');
+    for (const host of ['[::1]evil.com', 'localhost:80/evil.com', '127.0.0.1:+80', '127.0.0.1:80:80', 'user@localhost', '[::1', 'localhost:']) {
+      expect(check.allows(host), host).toBe(false);
+    }
+    for (const host of ['localhost', 'localhost:8080', '[::1]:8080', '127.0.0.2', 'LOCALHOST.']) expect(check.allows(host), host).toBe(true);
+  });
+
   it('stop the start when an entry is not a host name', () => {
     for (const entry of ['https://chat.example', 'chat.example/path', 'user@chat.example', '[fd00::2']) {
       expect(() => new HostCheck('127.0.0.1', entry), entry).toThrow(/ALLOWED_HOSTS/);
