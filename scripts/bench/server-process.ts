@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import path from 'node:path';
 
 /*
@@ -69,19 +70,10 @@ export async function startServerProcess(env: Record<string, string>, options: S
   const killChild = (): void => void child.kill('SIGKILL');
   process.once('exit', killChild);
 
-  const logs: LogRecord[] = [];
-  const listeners = new Set<() => void>();
   const stderr: string[] = [];
   child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
   const stderrTail = (): string => (capture ? `; stderr: ${stderr.join('').slice(-2000)}` : '');
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as LogRecord);
-    } catch {
-      return; // not a log line
-    }
-    for (const listener of listeners) listener();
-  });
+  const { logs, waitForLog } = watchJsonLog(child.stdout!, stderrTail);
   // Resolved on 'close', after the last output was read (its 'exit' can come first), with the time of 'exit'.
   let exitAt: number | undefined;
   child.once('exit', () => {
@@ -90,23 +82,6 @@ export async function startServerProcess(env: Record<string, string>, options: S
   });
   const exited = new Promise<ProcessExit>((resolve) => child.once('close', (code, signal) => resolve({ code, signal, at: exitAt ?? performance.now() })));
 
-  const waitForLog = (msg: string | RegExp, waitMs = 10_000): Promise<LogRecord> =>
-    new Promise((resolve, reject) => {
-      const matches = (record: LogRecord): boolean => typeof record.msg === 'string' && (typeof msg === 'string' ? record.msg === msg : msg.test(record.msg));
-      const check = (): void => {
-        const record = logs.find(matches);
-        if (!record) return;
-        clearTimeout(timer);
-        listeners.delete(check);
-        resolve(record);
-      };
-      const timer = setTimeout(() => {
-        listeners.delete(check);
-        reject(new Error(`no log line ${String(msg)} within ${waitMs} ms${stderrTail()}`));
-      }, waitMs);
-      listeners.add(check);
-      check();
-    });
   const kill = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
@@ -128,4 +103,40 @@ export async function startServerProcess(env: Record<string, string>, options: S
     kill();
     throw error;
   }
+}
+
+/**
+ * Reads a process's JSON log lines as they come: every parsed record in `logs`, and
+ * `waitForLog(msg)` resolving with the first record whose `msg` matches (one printed earlier
+ * included). `failureDetail` is appended to a timeout's message.
+ */
+export function watchJsonLog(output: Readable, failureDetail: () => string = () => ''): { logs: LogRecord[]; waitForLog(msg: string | RegExp, timeoutMs?: number): Promise<LogRecord> } {
+  const logs: LogRecord[] = [];
+  const listeners = new Set<() => void>();
+  createInterface({ input: output }).on('line', (line) => {
+    try {
+      logs.push(JSON.parse(line) as LogRecord);
+    } catch {
+      return; // not a log line
+    }
+    for (const listener of listeners) listener();
+  });
+  const waitForLog = (msg: string | RegExp, timeoutMs = 10_000): Promise<LogRecord> =>
+    new Promise((resolve, reject) => {
+      const matches = (record: LogRecord): boolean => typeof record.msg === 'string' && (typeof msg === 'string' ? record.msg === msg : msg.test(record.msg));
+      const check = (): void => {
+        const record = logs.find(matches);
+        if (!record) return;
+        clearTimeout(timer);
+        listeners.delete(check);
+        resolve(record);
+      };
+      const timer = setTimeout(() => {
+        listeners.delete(check);
+        reject(new Error(`no log line ${String(msg)} within ${timeoutMs} ms${failureDetail()}`));
+      }, timeoutMs);
+      listeners.add(check);
+      check();
+    });
+  return { logs, waitForLog };
 }

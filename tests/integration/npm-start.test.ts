@@ -1,8 +1,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { watchJsonLog, type LogRecord } from '../../scripts/bench/server-process.js';
 import { ensureDemoModel } from '../../server/model-maker/demo/demo-model.js';
 import { SHARED_MODELS_DIR, tempDir } from '../helpers/service.js';
 import { waitFor } from '../helpers/wait.js';
@@ -18,11 +18,6 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 /** Generous: a fresh clone builds the server and the dashboard first. */
 const BUILD_TIMEOUT_MS = 180_000;
 const START_TIMEOUT_MS = 120_000;
-
-interface LogRecord {
-  msg?: string;
-  [key: string]: unknown;
-}
 
 interface NpmStart {
   readonly child: ChildProcess;
@@ -79,38 +74,12 @@ function startNpm(env: Record<string, string>): NpmStart {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const logs: LogRecord[] = [];
   const text: string[] = [];
-  const listeners = new Set<() => void>();
   child.stderr!.on('data', (chunk: Buffer) => text.push(chunk.toString()));
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    text.push(`${line}\n`);
-    try {
-      logs.push(JSON.parse(line) as LogRecord);
-    } catch {
-      return; // npm's banner
-    }
-    for (const listener of listeners) listener();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  child.stdout!.on('data', (chunk: Buffer) => text.push(chunk.toString()));
   const output = (): string => text.join('');
-  const waitForLog = (msg: string | RegExp, timeoutMs = 10_000): Promise<LogRecord> =>
-    new Promise((resolve, reject) => {
-      const matches = (record: LogRecord): boolean => typeof record.msg === 'string' && (typeof msg === 'string' ? record.msg === msg : msg.test(record.msg));
-      const check = (): void => {
-        const record = logs.find(matches);
-        if (!record) return;
-        clearTimeout(timer);
-        listeners.delete(check);
-        resolve(record);
-      };
-      const timer = setTimeout(() => {
-        listeners.delete(check);
-        reject(new Error(`no log line ${String(msg)} within ${timeoutMs} ms; output:\n${output().slice(-3000)}`));
-      }, timeoutMs);
-      listeners.add(check);
-      check();
-    });
+  const { logs, waitForLog } = watchJsonLog(child.stdout!, () => `; output:\n${output().slice(-3000)}`);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const run = { child, logs, output, exited, waitForLog };
   started.push(run);
   return run;
