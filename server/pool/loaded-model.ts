@@ -19,6 +19,9 @@ export interface LoadOptions extends SchedulerOptions {
   tokenizer: PromptTokenizer;
 }
 
+/** How long dispose() waits for leased sequences to come back before freeing the context anyway. */
+const RELEASE_WAIT_MS = 5000;
+
 /** A sequence leased to one request: generate on it once, then release it exactly once. */
 export interface SlotLease {
   generate(promptTokens: readonly number[], params: SamplingParams, sink: TextSink, signal: AbortSignal): Promise<GenerationOutcome>;
@@ -35,6 +38,8 @@ export class LoadedModel {
   private holds = 0;
   private retiring: { resolve: () => void; promise: Promise<void> } | undefined;
   private disposed = false;
+  /** Told when the last leased sequence comes back. */
+  private readonly releaseWaiters: (() => void)[] = [];
   /** Most UTF-8 bytes one token stands for: a prompt's length bounds its token count from below. */
   private readonly bytesPerToken: number;
 
@@ -52,7 +57,10 @@ export class LoadedModel {
   ) {
     const pieces = model.fileInfo.metadata.tokenizer?.ggml?.tokens;
     this.bytesPerToken = Array.isArray(pieces) ? maxTokenBytes(pieces as string[]) : Number.POSITIVE_INFINITY;
-    scheduler.onIdle = () => this.disposeIfRetiredAndIdle();
+    scheduler.onIdle = () => {
+      for (const wake of this.releaseWaiters.splice(0)) wake();
+      this.disposeIfRetiredAndIdle();
+    };
   }
 
   /** Loads the weights (memory-mapped) and creates the context and its sequences. */
@@ -149,11 +157,24 @@ export class LoadedModel {
     return this.retiring.promise;
   }
 
-  /** Frees memory now; waiting requests are refused with `error` and running ones end. */
+  /**
+   * Frees memory now; waiting requests are refused with `error`. Sequences still leased (a
+   * cancelled request's decode step in flight) get up to `RELEASE_WAIT_MS` to come back first: a
+   * context disposed under a running step fails it from inside the engine.
+   */
   async dispose(error: ServiceError): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
     this.scheduler.close(error);
+    if (this.scheduler.busy > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, RELEASE_WAIT_MS);
+        this.releaseWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
     await this.context.dispose();
     await this.model.dispose();
     this.retiring?.resolve();
