@@ -1,14 +1,17 @@
 import { parseArgs } from 'node:util';
 import { writeDemoModel } from '../server/model-maker/demo/demo-model.js';
 import {
-  SHAPE_PRESETS, shapeParameterCount, writeShapeModel, type ShapeModelSpec, type ShapePresetName, type ShapeQuant,
+  checkShapeFitsType, SHAPE_PRESETS, shapeParameterCount, writeShapeModel, type ShapeModelSpec, type ShapePresetName,
 } from '../server/model-maker/demo/shape-model.js';
 import { GgufWriteError, type GgufWriteSummary } from '../server/model-maker/gguf/gguf-writer.js';
-import { LlamaShapeError } from '../server/model-maker/gguf/llama-gguf.js';
+import { LLAMA_WEIGHT_TYPES, LlamaShapeError, type LlamaWeightType } from '../server/model-maker/gguf/llama-gguf.js';
 
 const USAGE = `usage: tsx scripts/make-model.ts --preset demo|${Object.keys(SHAPE_PRESETS).join('|')} --out path.gguf
-  [--quant f16|q8_0] [--seed N]
-  shape overrides: [--layers N] [--embd N] [--ff N] [--heads N] [--kv-heads N] [--vocab N] [--ctx N]`;
+  [--type ${LLAMA_WEIGHT_TYPES.join('|')}] [--seed N]
+  shape overrides: [--layers N] [--embd N] [--ff N] [--heads N] [--kv-heads N] [--vocab N] [--ctx N]
+--type stores the 2-D weight matrices in f16 or in ggml's q8_0 / q4_0 blocks (norms stay f32); q8_0 and q4_0 need
+  embd, ff and heads x head width to be multiples of 32. Shape models default to f16. The demo model defaults to
+  q8_0 with an f16 output matrix; with q4_0 its output matrix stays q8_0. (--quant is the old name of --type.)`;
 
 class UsageError extends Error {
   override name = 'UsageError';
@@ -23,7 +26,8 @@ async function main(): Promise<void> {
     options: {
       preset: { type: 'string' },
       out: { type: 'string' },
-      quant: { type: 'string', default: 'f16' },
+      type: { type: 'string' },
+      quant: { type: 'string' },
       seed: { type: 'string', default: '1' },
       help: { type: 'boolean', short: 'h' },
       layers: { type: 'string' },
@@ -44,8 +48,7 @@ async function main(): Promise<void> {
   const out = values.out;
   if (preset === undefined || out === undefined) throw new UsageError('--preset and --out are required');
   const seed = parsePositiveInt('seed', values.seed, true);
-  const quant = values.quant;
-  if (quant !== 'f16' && quant !== 'q8_0') throw new UsageError(`--quant must be f16 or q8_0, got ${quant}`);
+  const type = parseType(values.type, values.quant);
   const overrides = (Object.keys(SHAPE_OVERRIDES) as (keyof typeof SHAPE_OVERRIDES)[]).flatMap((flag) => {
     const text = values[flag];
     return text === undefined ? [] : [{ flag, field: SHAPE_OVERRIDES[flag], text }];
@@ -55,12 +58,14 @@ async function main(): Promise<void> {
   let summary: GgufWriteSummary;
   if (preset === 'demo') {
     if (overrides.length > 0) throw new UsageError('the demo preset takes no shape overrides');
-    summary = await writeDemoModel(out, { seed });
+    summary = await writeDemoModel(out, { seed, ...(type !== undefined && { type }) });
   } else if (preset in SHAPE_PRESETS) {
     const spec: ShapeModelSpec = { ...SHAPE_PRESETS[preset as ShapePresetName] };
     for (const { flag, field, text } of overrides) spec[field] = parsePositiveInt(flag, text);
+    const quant = type ?? 'f16';
+    checkShapeFitsType(spec, quant);
     console.log(`writing ${preset} (${describe(spec)}, ${quant}, ~${formatCount(shapeParameterCount(spec))} params)...`);
-    summary = await writeShapeModel(out, spec, { quant: quant as ShapeQuant, seed, name: `shape-${preset}-${quant}` });
+    summary = await writeShapeModel(out, spec, { quant, seed, name: `shape-${preset}-${quant}` });
   } else {
     throw new UsageError(`unknown preset ${preset}`);
   }
@@ -69,6 +74,16 @@ async function main(): Promise<void> {
     `wrote ${summary.path}: ${formatCount(summary.parameterCount)} params, ${summary.tensorCount} tensors, ` +
       `${(summary.bytes / 1024 / 1024).toFixed(1)} MiB in ${seconds.toFixed(1)} s`,
   );
+}
+
+function parseType(type: string | undefined, quant: string | undefined): LlamaWeightType | undefined {
+  if (type !== undefined && quant !== undefined && type !== quant) throw new UsageError(`--type ${type} and --quant ${quant} disagree`);
+  const chosen = type ?? quant;
+  if (chosen === undefined) return undefined;
+  if (!(LLAMA_WEIGHT_TYPES as readonly string[]).includes(chosen)) {
+    throw new UsageError(`--type must be one of ${LLAMA_WEIGHT_TYPES.join(', ')}, got ${chosen}`);
+  }
+  return chosen as LlamaWeightType;
 }
 
 function parsePositiveInt(flag: string, text: string, allowZero = false): number {

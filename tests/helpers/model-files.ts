@@ -2,7 +2,7 @@ import { copyFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { writeDemoModel } from '../../server/model-maker/demo/demo-model.js';
+import { isCurrentDemoModel, writeDemoModel } from '../../server/model-maker/demo/demo-model.js';
 import { SHAPE_PRESETS, writeShapeModel } from '../../server/model-maker/demo/shape-model.js';
 
 const CACHE = path.join(os.tmpdir(), 'llm-stream-test-model-cache');
@@ -19,8 +19,9 @@ export const MODEL_FILES = {
 /** Writes the cached model files once per machine. */
 export async function ensureModelFiles(): Promise<void> {
   await mkdir(CACHE, { recursive: true });
-  if (!existsSync(MODEL_FILES.demo)) await writeDemoModel(MODEL_FILES.demo, { seed: 1 });
-  if (!existsSync(MODEL_FILES.demoOtherSeed)) await writeDemoModel(MODEL_FILES.demoOtherSeed, { seed: 2 });
+  // Demo models made by older code or from another corpus are written again.
+  if (!(await isCurrentDemoModel(MODEL_FILES.demo))) await writeDemoModel(MODEL_FILES.demo, { seed: 1 });
+  if (!(await isCurrentDemoModel(MODEL_FILES.demoOtherSeed))) await writeDemoModel(MODEL_FILES.demoOtherSeed, { seed: 2 });
   if (!existsSync(MODEL_FILES.tinyF16)) await writeShapeModel(MODEL_FILES.tinyF16, SHAPE_PRESETS.tiny, { quant: 'f16', seed: 1 });
   if (!existsSync(MODEL_FILES.tinyQ8)) await writeShapeModel(MODEL_FILES.tinyQ8, SHAPE_PRESETS.tiny, { quant: 'q8_0', seed: 2 });
 }

@@ -32,3 +32,11 @@ export async function readCorpus(dir: string = findCorpusDir()): Promise<string>
   const texts = await Promise.all(names.map((name) => readFile(join(dir, name), 'utf8')));
   return texts.map((text) => text.replaceAll('\r\n', '\n').trim()).join('\n\n');
 }
+
+/** Every *.chatml file of the corpus directory in name order: conversations in ChatML form. */
+export async function readChatCorpus(dir: string = findCorpusDir()): Promise<string> {
+  const names = (await readdir(dir)).filter((name) => name.endsWith('.chatml')).sort();
+  if (names.length === 0) throw new CorpusNotFoundError(`no .chatml files in ${dir}`);
+  const texts = await Promise.all(names.map((name) => readFile(join(dir, name), 'utf8')));
+  return texts.map((text) => text.replaceAll('\r\n', '\n').trim()).join('\n\n') + '\n';
+}

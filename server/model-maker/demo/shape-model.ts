@@ -1,10 +1,15 @@
 import { writeGgufFile, type GgufTensorSource, type GgufWriteSummary } from '../gguf/gguf-writer.js';
-import { LLAMA_FILE_TYPE, llamaMetadata, llamaTensorSlots, type LlamaShape, type LlamaTensorSlot } from '../gguf/llama-gguf.js';
+import {
+  headDimOf, LLAMA_FILE_TYPE, LlamaShapeError, llamaMetadata, llamaTensorSlots,
+  type LlamaShape, type LlamaTensorSlot, type LlamaWeightType,
+} from '../gguf/llama-gguf.js';
+import { isBlockQuantized, QUANT_BLOCK_VALUES } from '../gguf/tensor-encoding.js';
 import { normalQuantileTable } from './normal-table.js';
 import { SeededRandom } from './seeded-random.js';
 import { addPieces, byteFallbackVocab, padVocab, SPACE_MARK, type SpmVocab } from './spm-vocab.js';
 
-export type ShapeQuant = 'f16' | 'q8_0';
+/** Storage of the 2-D weight matrices; norm vectors always stay f32. */
+export type ShapeQuant = LlamaWeightType;
 
 export interface ShapeModelSpec extends LlamaShape {
   vocabSize: number;
@@ -47,6 +52,7 @@ export function shapeParameterCount(spec: ShapeModelSpec): number {
 export async function writeShapeModel(path: string, spec: ShapeModelSpec, options: ShapeModelOptions = {}): Promise<GgufWriteSummary> {
   const quant = options.quant ?? 'f16';
   const seed = options.seed ?? 1;
+  checkShapeFitsType(spec, quant);
   const vocab = shapeVocab(spec.vocabSize);
   const metadata = llamaMetadata({
     name: options.name ?? `shape-${spec.layers}x${spec.embd}-${quant}`,
@@ -64,6 +70,22 @@ export async function writeShapeModel(path: string, spec: ShapeModelSpec, option
     values: () => (slot.role === 'norm' ? ones(slot) : randomValues(slot, random, table)),
   }));
   return writeGgufFile(path, metadata, tensors);
+}
+
+/**
+ * Refuses a shape whose weight rows (embd, the attention width, ff) are not whole numbers of quantization blocks,
+ * naming each offender, before anything is written.
+ */
+export function checkShapeFitsType(spec: ShapeModelSpec, quant: ShapeQuant): void {
+  if (!isBlockQuantized(quant)) return;
+  const rows = { embd: spec.embd, ff: spec.ff, 'heads x head width': spec.heads * headDimOf(spec) };
+  const bad = Object.entries(rows).filter(([, length]) => length % QUANT_BLOCK_VALUES !== 0);
+  if (bad.length > 0) {
+    throw new LlamaShapeError(
+      `${quant} stores weights in blocks of ${QUANT_BLOCK_VALUES} values: ` +
+        `${bad.map(([name, length]) => `${name} (${length})`).join(', ')} must be ${bad.length > 1 ? 'multiples' : 'a multiple'} of ${QUANT_BLOCK_VALUES}`,
+    );
+  }
 }
 
 // Byte-fallback vocab plus printable ASCII pieces (so prompts tokenize readably), padded with filler words.
@@ -85,7 +107,7 @@ function* ones(slot: LlamaTensorSlot): Generator<Float32Array> {
 function* randomValues(slot: LlamaTensorSlot, random: SeededRandom, table: Float32Array): Generator<Float32Array> {
   const rowLength = slot.dims[0]!;
   const total = slot.dims.reduce((product, dim) => product * dim, 1);
-  // Whole rows per chunk keep every chunk a whole number of q8_0 blocks.
+  // Whole rows per chunk keep every chunk a whole number of quantization blocks.
   const chunkValues = Math.max(1, Math.floor(CHUNK_VALUES / rowLength)) * rowLength;
   const chunk = new Float32Array(chunkValues);
   for (let done = 0; done < total; done += chunkValues) {

@@ -34,6 +34,32 @@ export class SpmTokenizer {
     }
   }
 
+  /**
+   * Token ids for `text` without BOS, with the given special tokens recognised as llama.cpp does when it parses
+   * special tokens: the text is split around them, and each fragment that follows one (or starts the text)
+   * gets the leading space.
+   */
+  tokenizeWithSpecials(text: string, specials: ReadonlyMap<string, number>): number[] {
+    if (specials.size === 0) return this.tokenize(text);
+    const pattern = new RegExp([...specials.keys()].sort((a, b) => b.length - a.length).map(escapeRegExp).join('|'), 'g');
+    const output: number[] = [];
+    let previousSpecial = true;
+    let at = 0;
+    const pushText = (fragment: string) => {
+      if (fragment.length === 0) return;
+      output.push(...this.tokenize(fragment, previousSpecial));
+      previousSpecial = false;
+    };
+    for (const match of text.matchAll(pattern)) {
+      pushText(text.slice(at, match.index));
+      output.push(specials.get(match[0])!);
+      previousSpecial = true;
+      at = match.index + match[0].length;
+    }
+    pushText(text.slice(at));
+    return output;
+  }
+
   /** Token ids for `text` without BOS; like llama.cpp, a leading space is added and spaces become "▁". */
   tokenize(text: string, addSpacePrefix = true): number[] {
     const escaped = ((addSpacePrefix ? ' ' : '') + text).replaceAll(' ', SPACE_MARK);
@@ -131,4 +157,8 @@ class BigramQueue {
 
 function before(a: Bigram, b: Bigram): boolean {
   return a.score > b.score || (a.score === b.score && a.left < b.left);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

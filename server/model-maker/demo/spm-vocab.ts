@@ -6,6 +6,8 @@ export interface SpmVocab {
   unkId: number;
   bosId: number;
   eosId: number;
+  /** End of a turn (a chat reply), when the vocabulary has one: generation stops at it as at EOS. */
+  eotId?: number;
 }
 
 /** llama.cpp's token attribute codes for tokenizer.ggml.token_type. */
@@ -39,6 +41,15 @@ export function addPieces(vocab: SpmVocab, pieces: readonly { text: string; scor
     seen.add(piece.text);
     push(vocab, piece.text, piece.score, TOKEN_TYPE.normal);
   }
+}
+
+/** Appends control tokens (such as chat markers), which the tokenizer emits only where a prompt names them. */
+export function addControlTokens(vocab: SpmVocab, texts: readonly string[]): number[] {
+  return texts.map((text) => {
+    if (vocab.tokens.includes(text)) throw new Error(`duplicate vocab piece ${JSON.stringify(text)}`);
+    push(vocab, text, 0, TOKEN_TYPE.control);
+    return vocab.tokens.length - 1;
+  });
 }
 
 /**

@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ByteBuilder } from './byte-builder.js';
-import { encodedByteLength, encodeValues, GGML_TYPE_IDS, Q8_0_BLOCK_VALUES, type GgufTensorType } from './tensor-encoding.js';
+import {
+  encodedByteLength, encodeValues, GGML_TYPE_IDS, isBlockQuantized, QUANT_BLOCK_VALUES, type GgufTensorType,
+} from './tensor-encoding.js';
 
 export type { GgufTensorType } from './tensor-encoding.js';
 
@@ -24,7 +26,7 @@ export interface GgufTensorSource {
   /** Dimensions fastest-varying first, as GGUF stores them (token_embd.weight is [n_embd, n_vocab]). */
   dims: readonly number[];
   type: GgufTensorType;
-  /** Yields the values in storage order, in chunks of any size (whole 32-value blocks for q8_0). */
+  /** Yields the values in storage order, in chunks of any size (whole 32-value blocks for q8_0 and q4_0). */
   values: () => Iterable<Float32Array> | AsyncIterable<Float32Array>;
 }
 
@@ -105,8 +107,10 @@ function layOutTensors(tensors: readonly GgufTensorSource[], alignment: number) 
     if (tensor.dims.length === 0 || tensor.dims.some((dim) => !Number.isSafeInteger(dim) || dim <= 0)) {
       throw new GgufWriteError(`tensor ${tensor.name} has invalid dims [${tensor.dims.join(', ')}]`);
     }
-    if (tensor.type === 'q8_0' && tensor.dims[0]! % Q8_0_BLOCK_VALUES !== 0) {
-      throw new GgufWriteError(`q8_0 tensor ${tensor.name} needs a first dimension divisible by ${Q8_0_BLOCK_VALUES}`);
+    if (isBlockQuantized(tensor.type) && tensor.dims[0]! % QUANT_BLOCK_VALUES !== 0) {
+      throw new GgufWriteError(
+        `${tensor.type} tensor ${tensor.name} has rows of ${tensor.dims[0]} values; ${tensor.type} needs a multiple of ${QUANT_BLOCK_VALUES}`,
+      );
     }
     const valueCount = tensor.dims.reduce((product, dim) => product * dim, 1);
     offsets.push(offset);

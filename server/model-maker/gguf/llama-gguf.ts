@@ -26,8 +26,14 @@ export interface LlamaTensorSlot {
   layer?: number;
 }
 
-/** llama.cpp's general.file_type codes for the types written here. */
-export const LLAMA_FILE_TYPE = { f32: 0, f16: 1, q8_0: 7 } as const;
+/** How the 2-D weight matrices of a model are stored (norm vectors always stay f32). */
+export type LlamaWeightType = 'f16' | 'q8_0' | 'q4_0';
+
+/** Every LlamaWeightType, for command-line checks. */
+export const LLAMA_WEIGHT_TYPES: readonly LlamaWeightType[] = ['f16', 'q8_0', 'q4_0'];
+
+/** llama.cpp's general.file_type codes (LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q8_0) for the types written here. */
+export const LLAMA_FILE_TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 } as const;
 
 export class LlamaShapeError extends Error {
   override name = 'LlamaShapeError';
@@ -106,6 +112,7 @@ export function llamaMetadata(options: {
     'tokenizer.ggml.bos_token_id': { type: 'uint32', value: vocab.bosId },
     'tokenizer.ggml.eos_token_id': { type: 'uint32', value: vocab.eosId },
     'tokenizer.ggml.unknown_token_id': { type: 'uint32', value: vocab.unkId },
+    ...(vocab.eotId !== undefined && { 'tokenizer.ggml.eot_token_id': { type: 'uint32', value: vocab.eotId } as const }),
     'tokenizer.ggml.add_bos_token': { type: 'bool', value: true },
     'tokenizer.ggml.add_eos_token': { type: 'bool', value: false },
   };
