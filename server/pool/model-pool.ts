@@ -19,6 +19,8 @@ export interface ModelPoolOptions {
   contextSize: number;
   sequences: number;
   threads: number;
+  /** Prompt tokens per chunk while other sequences of the model generate. */
+  prefillChunkTokens: number;
   maxQueue: number;
   queueTimeoutMs: number;
   /** Upper bound of the estimated memory of all loaded models and their contexts. */
@@ -257,6 +259,7 @@ export class ModelPool {
           contextSize: settings.contextSize ?? this.options.contextSize,
           sequences: settings.slots ?? this.options.sequences,
           threads: this.options.threads,
+          prefillChunkTokens: this.options.prefillChunkTokens,
           mlock: settings.mlock ?? this.options.mlock,
           sampling: { ...this.options.sampling, ...settings.sampling },
           tokenizer: this.options.tokenizer,

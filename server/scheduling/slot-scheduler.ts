@@ -12,13 +12,19 @@ export interface SchedulerOptions {
   positionIntervalMs?: number;
 }
 
-export interface AcquireOptions {
+export interface AcquireOptions<T = unknown> {
   /** Whose request this is (a connection); waiting requests are served round-robin by owner. */
   owner: string;
   /** Aborting it removes the request from the queue; acquire then rejects with the signal's reason. */
   signal: AbortSignal;
   /** Told the 1-based queue position when queued and, rate-limited, when it changes. */
   onPosition?: (position: number) => void;
+  /**
+   * How well a free slot suits this request (for a context sequence: how many leading prompt
+   * tokens it already holds). The best-scoring free slot is leased; ties go to the slot free the
+   * longest. Without it, the slot free the longest is leased.
+   */
+  affinity?: (slot: T) => number;
 }
 
 /** A slot held by one request; release it exactly once, when the request is done with it. */
@@ -29,7 +35,7 @@ export interface Lease<T> {
 
 interface Waiter<T> {
   owner: string;
-  options: AcquireOptions;
+  options: AcquireOptions<T>;
   resolve: (lease: Lease<T>) => void;
   reject: (error: unknown) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -75,10 +81,10 @@ export class SlotScheduler<T> {
   }
 
   /** Leases a free slot now, or queues the request; rejects with a ServiceError or the abort reason. */
-  acquire(options: AcquireOptions): Promise<Lease<T>> {
+  acquire(options: AcquireOptions<T>): Promise<Lease<T>> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (options.signal.aborted) return Promise.reject(options.signal.reason);
-    const slot = this.free.pop();
+    const slot = this.takeFree(options.affinity);
     if (slot !== undefined) return Promise.resolve(this.lease(slot));
     if (this.waiting >= this.options.maxQueue) {
       const retryAfterMs = this.estimateRetryAfterMs();
@@ -147,6 +153,23 @@ export class SlotScheduler<T> {
   estimateRetryAfterMs(): number {
     const perSlot = this.serviceMsEstimate > 0 ? this.serviceMsEstimate : 1000;
     return Math.max(100, Math.ceil((perSlot * (this.waiting + 1)) / this.total));
+  }
+
+  /** Removes and returns the free slot with the best affinity; `free` is ordered oldest first. */
+  private takeFree(affinity: ((slot: T) => number) | undefined): T | undefined {
+    if (this.free.length === 0) return undefined;
+    let best = 0;
+    if (affinity) {
+      let bestScore = affinity(this.free[0]!);
+      for (let index = 1; index < this.free.length; index++) {
+        const score = affinity(this.free[index]!);
+        if (score > bestScore) {
+          best = index;
+          bestScore = score;
+        }
+      }
+    }
+    return this.free.splice(best, 1)[0];
   }
 
   private lease(slot: T): Lease<T> {

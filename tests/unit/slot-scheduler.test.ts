@@ -410,4 +410,22 @@ describe('SlotScheduler', () => {
     expect(a0.positions).toEqual([1]);
     expect(a1.positions.at(-1)).toBe(3);
   });
+
+  it('leases the free slot with the best affinity, and the one free longest on a tie', async () => {
+    const s = scheduler(3);
+    const signal = new AbortController().signal;
+    const leases = await Promise.all([0, 1, 2].map(() => s.acquire({ owner: 'a', signal })));
+    // Released in the order 2, 0, 1: slot 2 has been free the longest.
+    for (const index of [2, 0, 1]) leases.find((lease) => lease.slot.id === index)!.release();
+
+    const byTie = await s.acquire({ owner: 'a', signal, affinity: () => 0 });
+    expect(byTie.slot.id).toBe(2);
+    const noAffinity = await s.acquire({ owner: 'a', signal });
+    expect(noAffinity.slot.id).toBe(0);
+    byTie.release();
+    noAffinity.release();
+    // Free now, oldest first: 1, 2, 0. Slot 0 scores best.
+    const best = await s.acquire({ owner: 'a', signal, affinity: (slot) => (slot.id === 0 ? 5 : 1) });
+    expect(best.slot.id).toBe(0);
+  });
 });
