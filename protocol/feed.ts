@@ -33,6 +33,25 @@ export interface ResourceFigures {
   models: { name: string; modelBytes: number; contextBytes: number }[];
 }
 
+/**
+ * The node-llama-cpp engine this process loaded (fixed for its lifetime; also the
+ * `llm_engine_info` metric's labels).
+ */
+export interface EngineInfo {
+  /** `native`: built on this machine for its CPU (`npm run build:engine`); `prebuilt`: the binaries the package ships. */
+  build: 'native' | 'prebuilt';
+  /** Compute backend: `cpu`, `cuda`, `vulkan` or `metal`. */
+  backend: string;
+  /**
+   * CPU library actually loaded: a prebuilt variant (`zen4`, `haswell`, ...), `native` (built with
+   * `-march=native`), `generic` (one prebuilt CPU library for all), or `unknown` where the
+   * process's mappings cannot be read or name none.
+   */
+  cpuVariant: string;
+  /** llama.cpp release of the engine. */
+  llamaCppRelease: string;
+}
+
 /** An error recently sent to a client or raised in the server. */
 export interface RecentError {
   ts: number;
@@ -60,6 +79,8 @@ export interface FeedSnapshot {
   resources: ResourceFigures;
   models: ModelInfo[];
   errors: RecentError[];
+  /** The engine loaded; absent from a server that does not report it. */
+  engine?: EngineInfo;
 }
 
 /** First frame to a feed client: up to the last 5 minutes of snapshots, oldest first. */

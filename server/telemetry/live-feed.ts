@@ -1,4 +1,4 @@
-import { encodeFrame, type FeedHistory, type FeedSnapshot, type ModelInfo, type ResourceFigures } from '../../protocol/index.js';
+import { encodeFrame, type EngineInfo, type FeedHistory, type FeedSnapshot, type ModelInfo, type ResourceFigures } from '../../protocol/index.js';
 import type { LiveStats } from './live-stats.js';
 import { RecentRing } from './sliding-window.js';
 
@@ -10,6 +10,8 @@ export interface FeedSources {
   models(): ModelInfo[];
   /** Open connections on the stream endpoint (the session registry's count). */
   connections(): number;
+  /** The engine loaded, carried in every snapshot (a few dozen bytes). */
+  engine?: EngineInfo;
 }
 
 /**
@@ -55,6 +57,7 @@ export class LiveFeed {
       resources,
       models,
       errors: live.errors.toArray(),
+      ...(this.sources.engine && { engine: this.sources.engine }),
     };
     this.history.push(snapshot);
     this.latestSnapshot = snapshot;

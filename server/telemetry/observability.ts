@@ -1,5 +1,6 @@
-import type { ModelInfo } from '../../protocol/index.js';
+import type { EngineInfo, ModelInfo } from '../../protocol/index.js';
 import { AccessLog } from './access-log.js';
+import { registerEngineInfo } from './engine-info-metric.js';
 import { noTelemetry, type Telemetry } from './events.js';
 import { FEED_TOPIC, LiveFeed } from './live-feed.js';
 import { LiveStats } from './live-stats.js';
@@ -22,6 +23,8 @@ export interface ObservabilityOptions {
   connections(): number;
   /** Writes access.log, when it is on. */
   accessLog?: Logger | undefined;
+  /** The engine loaded: `llm_engine_info` and the feed's `engine`. */
+  engine?: EngineInfo | undefined;
   /** For failures of the sampling loop itself. */
   logger: Logger;
 }
@@ -55,8 +58,14 @@ export class Observability {
       const models = new LoadedModels();
       const monitor = new ResourceMonitor(models);
       const prometheus = new ServiceMetrics({ models: options.models, modelMemory: () => models.memory(), resources: () => monitor.latest, connections: options.connections });
+      if (options.engine) registerEngineInfo(prometheus.registry, options.engine);
       this.live = live;
-      this.metrics = { prometheus, monitor, models, feed: new LiveFeed({ live, models: options.models, connections: options.connections }, options.feedHistoryS) };
+      this.metrics = {
+        prometheus,
+        monitor,
+        models,
+        feed: new LiveFeed({ live, models: options.models, connections: options.connections, ...(options.engine && { engine: options.engine }) }, options.feedHistoryS),
+      };
       this.service = new ServiceTelemetry({ metrics: { prometheus, live, models }, ...(access && { access }) });
     } else if (access) {
       this.service = new ServiceTelemetry({ access });
