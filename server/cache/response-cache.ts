@@ -40,11 +40,14 @@ export class ResponseCache {
         : undefined;
   }
 
-  /** The cache key, or undefined when the request is not deterministic (or the cache is off). */
+  /**
+   * The cache key, or undefined when the request is not deterministic (or the cache is off). A
+   * grammar is not read: `prompt` must name what constrains the reply (a chat's response format).
+   */
   keyFor(fingerprint: string, prompt: string, params: SamplingParams): string | undefined {
     if (!this.entries || (params.temperature > 0 && params.seed === undefined)) return undefined;
-    const { maxTokens, temperature, topK, topP, minP, seed, stop } = params;
-    return JSON.stringify([fingerprint, prompt, maxTokens, temperature, topK, topP, minP, seed, stop]);
+    const { maxTokens, temperature, topK, topP, minP, seed, stop, penalties } = params;
+    return JSON.stringify([fingerprint, prompt, maxTokens, temperature, topK, topP, minP, seed, stop, penalties ?? null]);
   }
 
   get(key: string): CachedResponse | undefined {

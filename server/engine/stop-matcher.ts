@@ -4,20 +4,27 @@
  */
 export class StopMatcher {
   private held = '';
+  /** The stop sequence that matched, once one did. */
+  matched: string | undefined;
 
   constructor(private readonly stops: readonly string[]) {}
 
-  /** Feeds a piece of text; returns what may be sent now and whether a stop sequence matched. */
+  /** Feeds a piece of text; returns what may be sent now and whether a stop sequence matched (`matched` says which). */
   push(piece: string): { text: string; stopped: boolean } {
     if (this.stops.length === 0) return { text: piece, stopped: false };
     const buffer = this.held + piece;
     let cut = -1;
+    let matched = '';
     for (const stop of this.stops) {
       const at = buffer.indexOf(stop);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+      if (at >= 0 && (cut < 0 || at < cut)) {
+        cut = at;
+        matched = stop;
+      }
     }
     if (cut >= 0) {
       this.held = '';
+      this.matched = matched;
       return { text: buffer.slice(0, cut), stopped: true };
     }
     const keep = this.longestPendingPrefix(buffer);

@@ -7,6 +7,14 @@ export interface SamplingDefaults {
   topK: number;
   topP: number;
   minP: number;
+  /** Absent: 1 (off). */
+  repeatPenalty?: number;
+  /** Absent: 0 (off). */
+  frequencyPenalty?: number;
+  /** Absent: 0 (off). */
+  presencePenalty?: number;
+  /** How many recent tokens (prompt tail and reply) the penalties look at. Absent: 64. */
+  penaltyLastTokens?: number;
 }
 
 /** One model's settings in `models.json`; every field but `name` is optional. */
@@ -116,13 +124,22 @@ function parseEntry(raw: unknown, where: string): ManifestEntry {
 
 function parseSampling(raw: unknown, where: string): Partial<SamplingDefaults> {
   if (!isObject(raw)) throw new ManifestError(`${where}: expected an object`);
-  const limits: Record<keyof SamplingDefaults, [number, number]> = { temperature: [0, 10], topK: [0, 1_000_000], topP: [0, 1], minP: [0, 1] };
+  const limits: Record<keyof SamplingDefaults, [number, number]> = {
+    temperature: [0, 10],
+    topK: [0, 1_000_000],
+    topP: [0, 1],
+    minP: [0, 1],
+    repeatPenalty: [0.1, 10],
+    frequencyPenalty: [-2, 2],
+    presencePenalty: [-2, 2],
+    penaltyLastTokens: [0, 4096],
+  };
   const sampling: Partial<SamplingDefaults> = {};
   for (const [key, [min, max]] of Object.entries(limits) as [keyof SamplingDefaults, [number, number]][]) {
     const value = raw[key];
     if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
-      throw new ManifestError(`${where}: "${key}" must be a number from ${min} to ${max}`);
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (key === 'penaltyLastTokens' && !Number.isInteger(value))) {
+      throw new ManifestError(`${where}: "${key}" must be ${key === 'penaltyLastTokens' ? 'an integer' : 'a number'} from ${min} to ${max}`);
     }
     sampling[key] = value;
   }

@@ -11,7 +11,7 @@ const NO_MODEL = '';
 /** Label for a refused request naming a model that does not exist (the name is the client's: unbounded). */
 const UNKNOWN_MODEL = '_unknown';
 const CODE_LABEL = /^[a-z][a-z0-9_]{0,39}$/;
-const SUCCESS: ReadonlySet<string> = new Set([EndReason.stop, EndReason.length]);
+const SUCCESS: ReadonlySet<string> = new Set([EndReason.stop, EndReason.length, EndReason.toolCalls]);
 const NOT_FAILURES: ReadonlySet<string> = new Set([...Object.values(EndReason), 'disconnected']);
 
 /** The metric cells of one model, made once and reused by all its requests. */

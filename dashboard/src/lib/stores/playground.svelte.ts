@@ -1,5 +1,16 @@
 /// <reference types="svelte" />
-import { ConnectError, ConnectErrorCode, LlmError, type EndFrame, type GenerateRequest, type LimitsInfo, type ModelInfo } from '../../../../protocol/index.js';
+import {
+  ConnectError,
+  ConnectErrorCode,
+  LlmError,
+  type ChatMessage,
+  type ChatRequest,
+  type EndFrame,
+  type GenerateRequest,
+  type GenParams,
+  type LimitsInfo,
+  type ModelInfo,
+} from '../../../../protocol/index.js';
 
 /** The slice of the protocol's GenerationStream the playground drives. */
 export interface PlaygroundStream extends AsyncIterable<string> {
@@ -11,7 +22,18 @@ export interface PlaygroundStream extends AsyncIterable<string> {
 export interface PlaygroundClient {
   readonly hello: { models: ModelInfo[]; limits?: Pick<LimitsInfo, 'maxTokensCeiling' | 'maxTokensDefault'> };
   generate(request: GenerateRequest): PlaygroundStream;
+  /** Needed for the chat mode only. */
+  chat?(request: ChatRequest): PlaygroundStream;
   close(): void;
+}
+
+/** Raw prompt completion, or a conversation rendered with the model's chat template. */
+export type PlaygroundMode = 'prompt' | 'chat';
+
+/** A turn of the playground's conversation. */
+export interface ChatTurn {
+  role: 'user' | 'assistant';
+  content: string;
 }
 
 export type Connector = (apiKey: string | undefined) => Promise<PlaygroundClient>;
@@ -25,6 +47,23 @@ export interface PlaygroundOptions {
 }
 
 export const DEFAULT_PROMPT = 'Alice was beginning to get very tired of sitting by her sister on the bank';
+export const DEFAULT_SYSTEM_PROMPT = 'You are a helpful assistant.';
+
+/**
+ * The JSON schema box's text as a response format: empty is free text; anything else must be a
+ * JSON object (the server checks what it can turn into a grammar).
+ */
+export function responseFormatOf(schemaText: string): ChatRequest['responseFormat'] | { error: string } {
+  if (!schemaText.trim()) return undefined;
+  let schema: unknown;
+  try {
+    schema = JSON.parse(schemaText);
+  } catch (error) {
+    return { error: `The JSON schema is not valid JSON: ${(error as Error).message}` };
+  }
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) return { error: 'The JSON schema must be a JSON object, like {"type": "object", ...}' };
+  return { type: 'json_schema', schema: schema as Record<string, unknown> };
+}
 
 /**
  * What to tell the user about a failed connect: the error's own message, and for a ConnectError
@@ -55,7 +94,9 @@ function defaultSchedule(flush: () => void): void {
 
 /**
  * The Playground: one generation at a time through the same protocol client users have, with
- * the text streaming in, a cancel, and time to first token, tokens/s and the end reason.
+ * the text streaming in, a cancel, and time to first token, tokens/s and the end reason. In chat
+ * mode it keeps a conversation (a system prompt, an optional JSON schema for the replies) that the
+ * server renders with the model's chat template; the last reply can be generated again.
  */
 export class PlaygroundStore {
   models = $state.raw<ModelInfo[]>([]);
@@ -69,6 +110,15 @@ export class PlaygroundStore {
   seed = $state<number | undefined>();
   /** Needed only when the server requires API keys. */
   apiKey = $state('');
+  mode = $state<PlaygroundMode>('prompt');
+  /** Chat mode: the system message (empty: none). */
+  systemPrompt = $state(DEFAULT_SYSTEM_PROMPT);
+  /** Chat mode: an optional JSON schema the replies must follow. */
+  schema = $state('');
+  /** Chat mode: the user's next message. */
+  draft = $state('');
+  /** Chat mode: the conversation so far; the reply being streamed is in `output` until it ends. */
+  conversation = $state<ChatTurn[]>([]);
 
   output = $state('');
   /** Text pieces received (one `tok` frame each; on a fast model a frame may carry several tokens). */
@@ -108,7 +158,7 @@ export class PlaygroundStore {
 
   private client: PlaygroundClient | undefined;
   private clientKey: string | undefined;
-  private stream: PlaygroundStream | undefined;
+  private current: PlaygroundStream | undefined;
   private readonly now: () => number;
   private readonly schedule: (flush: () => void) => void;
   private buffer = '';
@@ -135,8 +185,54 @@ export class PlaygroundStore {
     }
   }
 
-  /** Streams one generation into `output`. Resolves when it ended, however it ended. */
+  /** Streams one generation of the prompt into `output`. Resolves when it ended, however it ended. */
   async run(): Promise<void> {
+    await this.stream(() => this.startStream());
+  }
+
+  /** Chat mode: adds the draft as the user's message and streams the reply. */
+  async send(): Promise<void> {
+    const text = this.draft.trim();
+    if (this.running || !text) return;
+    this.conversation = [...this.conversation, { role: 'user', content: text }];
+    this.draft = '';
+    await this.reply();
+  }
+
+  /** Chat mode: replaces the last reply with a new one. */
+  async regenerate(): Promise<void> {
+    if (this.running || this.conversation.length === 0) return;
+    if (this.conversation.at(-1)!.role === 'assistant') this.conversation = this.conversation.slice(0, -1);
+    await this.reply();
+  }
+
+  /** Chat mode: starts a new conversation. */
+  clearConversation(): void {
+    if (this.running) return;
+    this.conversation = [];
+    this.output = '';
+    this.end = undefined;
+    this.error = undefined;
+  }
+
+  /** Streams the assistant's reply to the conversation; what came of it (even cut short) joins the conversation. */
+  private async reply(): Promise<void> {
+    const format = responseFormatOf(this.schema);
+    if (format && 'error' in format) {
+      this.error = format.error;
+      return;
+    }
+    const messages: ChatMessage[] = [...(this.systemPrompt.trim() ? [{ role: 'system' as const, content: this.systemPrompt }] : []), ...this.conversation];
+    await this.stream(async () => {
+      const client = await this.ensureClient();
+      if (!client.chat) throw new Error('this client cannot chat');
+      return client.chat({ messages, ...this.sampling(), ...(format && { responseFormat: format }) });
+    });
+    if (this.output) this.conversation = [...this.conversation, { role: 'assistant', content: this.output }];
+  }
+
+  /** Streams what `start` opens into `output`. Resolves when it ended, however it ended. */
+  private async stream(start: () => Promise<PlaygroundStream>): Promise<void> {
     if (this.running) return;
     this.running = true;
     this.cancelling = false;
@@ -149,8 +245,8 @@ export class PlaygroundStore {
     this.firstAt = this.lastAt = undefined;
     this.startedAt = this.now();
     try {
-      const stream = await this.startStream();
-      this.stream = stream;
+      const stream = await start();
+      this.current = stream;
       for await (const piece of stream) {
         const at = this.now();
         this.firstAt ??= at;
@@ -168,7 +264,7 @@ export class PlaygroundStore {
       // request alone (invalid_params, overloaded...) leaves the connection usable.
       if (!(error instanceof LlmError) || error.code === ConnectErrorCode.connectionLost) this.dropClient();
     } finally {
-      this.stream = undefined;
+      this.current = undefined;
       this.running = false;
       this.cancelling = false;
     }
@@ -176,9 +272,9 @@ export class PlaygroundStore {
 
   /** Stops the running generation; it ends with reason `cancelled`. */
   cancel(): void {
-    if (!this.stream || this.cancelling) return;
+    if (!this.current || this.cancelling) return;
     this.cancelling = true;
-    this.stream.cancel();
+    this.current.cancel();
   }
 
   /** Closes the connection (leaving the page). */
@@ -188,16 +284,20 @@ export class PlaygroundStore {
   }
 
   private async startStream(): Promise<PlaygroundStream> {
-    const request: GenerateRequest = {
-      prompt: this.prompt,
+    const request: GenerateRequest = { prompt: this.prompt, ...this.sampling() };
+    const client = await this.ensureClient();
+    return client.generate(request);
+  }
+
+  /** The model and sampling fields both modes send. */
+  private sampling(): GenParams & { model?: string } {
+    return {
       ...(this.model && { model: this.model }),
       // Number inputs give null when emptied: leave such a field to the server's default.
       ...(Number.isFinite(this.maxTokens) && { maxTokens: this.maxTokens }),
       ...(Number.isFinite(this.temperature) && { temperature: this.temperature }),
       ...(this.seed !== undefined && Number.isFinite(this.seed) && { seed: this.seed }),
     };
-    const client = await this.ensureClient();
-    return client.generate(request);
   }
 
   private async ensureClient(): Promise<PlaygroundClient> {
