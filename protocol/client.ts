@@ -1,7 +1,8 @@
-import { ConnectErrorCode, Subprotocol } from './constants.js';
+import { ConnectErrorCode, ErrorCode, Subprotocol } from './constants.js';
 import { decodeMessage, encodeFrame, type WireFormat } from './codec.js';
 import { ConnectError, connectErrorFromRefusal } from './connect-error.js';
-import type { EndFrame, ErrFrame, GenParams, HelloFrame, LimitsInfo, ModelInfo, ServerFrame } from './frames.js';
+import type { ChatParams, EndFrame, ErrFrame, GenParams, HelloFrame, LimitsInfo, ModelInfo, ServerFrame, ToolCall } from './frames.js';
+import { RECONNECT_DEFAULTS, isDrop, retryWithBackoff, type ReconnectOptions } from './reconnect.js';
 
 /**
  * An event handler whose parameter is checked both ways, so the DOM's and `ws`'s own handler types
@@ -43,9 +44,17 @@ export interface ConnectOptions {
   headers?: Record<string, string>;
   /** How long to wait for the server's `hello` before giving up with `unreachable`. Default: 10000 ms. */
   timeoutMs?: number;
+  /**
+   * After the connection drops (closed without a close handshake), reconnect with backoff and
+   * resume the running streams where they stopped: no text is lost or repeated. Needs a server that
+   * hands out resume tokens; `false` fails the streams with `connection_lost` at once. Default: on.
+   */
+  reconnect?: boolean | ReconnectOptions;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** How long to try reconnecting when the server's `hello` gave a token but no window. */
+const DEFAULT_RESUME_WINDOW_MS = 30_000;
 
 /** What a generation asks for; `id` defaults to a fresh one. */
 export interface GenerateRequest extends GenParams {
@@ -53,6 +62,15 @@ export interface GenerateRequest extends GenParams {
   model?: string;
   id?: string;
 }
+
+/** What a chat asks for; `id` defaults to a fresh one. */
+export interface ChatRequest extends ChatParams {
+  model?: string;
+  id?: string;
+}
+
+/** What a chat stream yields from `events()`: text as it streams, and each tool call once complete. */
+export type ChatEvent = { type: 'text'; text: string } | { type: 'toolCall'; call: ToolCall };
 
 /**
  * An `err` frame surfaced as an exception; also a connection lost after `hello` (code
@@ -80,7 +98,12 @@ export class GenerationStream implements AsyncIterable<string> {
   model: string | undefined;
   /** Last queue position reported, while queued. */
   queuePosition: number | undefined;
-  private readonly pieces: string[] = [];
+  /** @internal Seq of the newest frame of this stream received (0 before the first); older ones are replays. */
+  lastSeq = 0;
+  /** @internal The frame that started the stream and the `hello` of the connection it went out on: what a resume names. */
+  started: { frame: object; hello: HelloFrame } | undefined;
+  /** Text pieces and a chat's tool calls, in arrival order, not iterated yet. */
+  private readonly items: (string | ToolCall)[] = [];
   private wake: (() => void) | undefined;
   private finished = false;
   private failure: LlmError | undefined;
@@ -100,17 +123,24 @@ export class GenerationStream implements AsyncIterable<string> {
     if (!this.finished) this.sendCancel(this.id);
   }
 
-  /** @internal */
-  handle(frame: ServerFrame): void {
+  /** @internal Returns true once the stream has ended. */
+  handle(frame: ServerFrame): boolean {
+    // A frame seen before (replayed by a resume) is dropped: nothing arrives twice.
+    if ('seq' in frame && typeof frame.seq === 'number') {
+      if (frame.seq <= this.lastSeq) return this.finished;
+      this.lastSeq = frame.seq;
+    }
     switch (frame.t) {
-      case 'tok': this.pieces.push(frame.text); break;
+      case 'tok': this.items.push(frame.text); break;
+      case 'tool': this.addToolCall({ id: frame.callId, name: frame.name, arguments: frame.arguments }); break;
       case 'queued': this.queuePosition = frame.position; break;
       case 'start': this.model = frame.model; this.queuePosition = undefined; break;
       case 'end': this.finished = true; this.settle.resolve(frame); break;
       case 'err': this.fail(new LlmError(frame)); break;
-      default: return;
+      default: return this.finished;
     }
     this.wake?.();
+    return this.finished;
   }
 
   /** @internal */
@@ -130,9 +160,19 @@ export class GenerationStream implements AsyncIterable<string> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<string> {
+    for await (const item of this.drain()) if (typeof item === 'string') yield item;
+  }
+
+  /** @internal A tool call arrived (only a chat gets them). */
+  protected addToolCall(call: ToolCall): void {
+    this.items.push(call);
+  }
+
+  /** @internal Yields what arrives, in order, until the end; throws the stream's failure. */
+  protected async *drain(): AsyncGenerator<string | ToolCall> {
     for (;;) {
-      if (this.pieces.length > 0) {
-        yield this.pieces.shift()!;
+      if (this.items.length > 0) {
+        yield this.items.shift()!;
         continue;
       }
       if (this.finished) {
@@ -145,31 +185,103 @@ export class GenerationStream implements AsyncIterable<string> {
   }
 }
 
+/**
+ * A chat's reply: iterate it for text pieces like a generation, or iterate `events()` for text and
+ * tool calls in order. When the model calls tools, the stream ends with reason `tool_calls`; send
+ * the calls back in an assistant message's `toolCalls` with one `tool` message per result.
+ */
+export class ChatStream extends GenerationStream {
+  /** The tool calls of the reply, as they arrived. */
+  readonly toolCalls: ToolCall[] = [];
+
+  /** Text and tool calls, in order, as they arrive. */
+  async *events(): AsyncGenerator<ChatEvent> {
+    for await (const item of this.drain()) yield typeof item === 'string' ? { type: 'text', text: item } : { type: 'toolCall', call: item };
+  }
+
+  /** Collects the whole reply: its text, its tool calls and the end frame. */
+  async reply(): Promise<{ text: string; toolCalls: ToolCall[]; end: EndFrame }> {
+    const { text, end } = await this.text();
+    return { text, toolCalls: this.toolCalls, end };
+  }
+
+  protected override addToolCall(call: ToolCall): void {
+    this.toolCalls.push(call);
+    super.addToolCall(call);
+  }
+}
+
 /** The reply type of each request frame whose refusal the client can match to its caller. */
 const REPLY_TO: Record<string, 'pong' | 'models'> = { ping: 'pong', models: 'models' };
 
-/** A connection to the streaming endpoint. Create it with {@link connect}. */
+/** Where a connected socket's frames and close go. */
+interface SocketListener {
+  receive(frame: ServerFrame): void;
+  lost(code: number, reason: string): void;
+}
+
+/** How a client opens its next connection after a drop. */
+interface Redial {
+  options: Required<ReconnectOptions>;
+  /** Opens a connection; after its `hello`, its frames and close go to what `onHello` returns. */
+  open(onHello: (socket: WebSocketLike, hello: HelloFrame) => SocketListener): Promise<void>;
+}
+
+/**
+ * A connection to the streaming endpoint. Create it with {@link connect}. When the connection
+ * drops, the client reconnects and resumes its streams (see `ConnectOptions.reconnect`); calls made
+ * meanwhile go out once it is back.
+ */
 export class LlmClient {
-  /** The server's `hello` frame. */
-  readonly hello: HelloFrame;
   /** Latest limits announced by the server. */
   limits: LimitsInfo;
+  /** Times the connection dropped and the client got it back (its streams resumed). */
+  reconnects = 0;
+  private socket: WebSocketLike;
+  private greeting: HelloFrame;
   private readonly streams = new Map<string, GenerationStream>();
   private readonly waiters: { type: 'pong' | 'models'; resolve: (frame: ServerFrame) => void; reject: (error: LlmError) => void }[] = [];
   private nextId = 0;
   /** Set once the connection is closed or lost: what every later call fails with. */
   private closedError: LlmError | undefined;
+  /** While reconnecting: what to send once the connection is back, in order. */
+  private outbox: (() => void)[] | undefined;
 
   /** @internal */
-  constructor(private readonly socket: WebSocketLike, private readonly format: WireFormat, hello: HelloFrame) {
-    this.hello = hello;
+  constructor(socket: WebSocketLike, private readonly format: WireFormat, hello: HelloFrame, private readonly redial?: Redial) {
+    this.socket = socket;
+    this.greeting = hello;
     this.limits = hello.limits;
+  }
+
+  /** The server's `hello` frame (of the current connection, after a reconnect). */
+  get hello(): HelloFrame {
+    return this.greeting;
+  }
+
+  /** True while the client reconnects after a drop. */
+  get reconnecting(): boolean {
+    return this.outbox !== undefined;
   }
 
   /** Starts a generation; several may run at once on one connection. */
   generate(request: GenerateRequest): GenerationStream {
     const id = request.id ?? `r${++this.nextId}`;
-    const stream = new GenerationStream(id, (streamId) => this.send({ t: 'cancel', id: streamId }));
+    return this.open(new GenerationStream(id, (streamId) => this.send({ t: 'cancel', id: streamId })), { ...request, t: 'gen', id });
+  }
+
+  /**
+   * Starts the model's reply to a conversation, rendered with the model's own chat template; it may
+   * call the `tools` given (see ChatStream). Several may run at once on one connection.
+   */
+  chat(request: ChatRequest): ChatStream {
+    const id = request.id ?? `r${++this.nextId}`;
+    return this.open(new ChatStream(id, (streamId) => this.send({ t: 'cancel', id: streamId })), { ...request, t: 'chat', id });
+  }
+
+  /** Sends the frame that starts `stream`, unless it must fail at once. */
+  private open<S extends GenerationStream>(stream: S, frame: { t: string; id: string }): S {
+    const id = frame.id;
     if (this.closedError) {
       stream.fail(this.closedError);
       return stream;
@@ -180,7 +292,7 @@ export class LlmClient {
       return stream;
     }
     this.streams.set(id, stream);
-    this.send({ ...request, t: 'gen', id });
+    this.begin(stream, frame);
     return stream;
   }
 
@@ -211,13 +323,24 @@ export class LlmClient {
     this.socket.close(code, reason);
   }
 
-  /** @internal */
-  receive(frame: ServerFrame): void {
+  /** @internal Where `socket`'s frames and close go; a socket the client has left says nothing more. */
+  listen(socket: WebSocketLike): SocketListener {
+    return {
+      receive: (frame) => {
+        if (socket === this.socket) this.receive(frame);
+      },
+      lost: (code, reason) => {
+        if (socket === this.socket) this.lost(code, reason);
+      },
+    };
+  }
+
+  private receive(frame: ServerFrame): void {
+    if (frame.t === 'err' && frame.details?.t === 'resume' && typeof frame.details.id === 'string') return this.resumeRefused(frame, frame.details.id);
     if ('id' in frame && typeof frame.id === 'string') {
       const stream = this.streams.get(frame.id);
       if (stream) {
-        stream.handle(frame);
-        if (frame.t === 'end' || frame.t === 'err') this.streams.delete(frame.id);
+        if (stream.handle(frame)) this.streams.delete(frame.id);
         return;
       }
     }
@@ -231,16 +354,73 @@ export class LlmClient {
     else waiter.resolve(frame);
   }
 
-  /** @internal The socket closed: fails what is pending with `connection_lost`. */
-  lost(code: number, reason: string): void {
+  /** The socket closed: a drop is reconnected; anything else fails what is pending with `connection_lost`. */
+  private lost(code: number, reason: string): void {
+    if (this.closedError) return;
     // The message keeps "connection closed": callers match it (the dashboard's playground does).
-    this.end(`connection closed (${code}${reason ? ` ${reason}` : ''})`, code, reason);
+    const message = `connection closed (${code}${reason ? ` ${reason}` : ''})`;
+    if (this.redial && this.greeting.resumeToken !== undefined && isDrop(code)) return this.reconnect(this.redial, message, code, reason);
+    this.end(message, code, reason);
+  }
+
+  /** Tries to get a connection back within the server's resume window; gives up with `connection_lost`. */
+  private reconnect(redial: Redial, message: string, code: number, reason: string): void {
+    this.outbox ??= [];
+    // Answers to pings and model lists sent on the dropped connection will not come.
+    const error = lostError(message, code, reason);
+    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+    retryWithBackoff(() => redial.open((socket, hello) => this.reconnected(socket, hello)), {
+      options: redial.options,
+      deadline: Date.now() + (this.greeting.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS),
+      abandoned: () => this.closedError !== undefined,
+    }).catch((failure: unknown) => this.end(`${message}; reconnecting failed: ${failure instanceof Error ? failure.message : String(failure)}`, code, reason));
+  }
+
+  /** A new connection said hello: resume every stream on it, then send what waited. */
+  private reconnected(socket: WebSocketLike, hello: HelloFrame): SocketListener {
+    const listener = this.listen(socket);
+    if (this.closedError) {
+      socket.close();
+      return listener;
+    }
+    this.socket = socket;
+    this.greeting = hello;
+    this.limits = hello.limits;
+    this.reconnects++;
+    const waiting = this.outbox ?? [];
+    this.outbox = undefined;
+    for (const stream of this.streams.values()) {
+      // Not started yet: its frame waits in the outbox.
+      if (!stream.started) continue;
+      const { session, resumeToken } = stream.started.hello;
+      if (resumeToken === undefined) {
+        this.streams.delete(stream.id);
+        stream.fail(lostError('connection closed, and the server it ran on gave no resume token', 1006, ''));
+        continue;
+      }
+      this.write({ t: 'resume', id: stream.id, session, token: resumeToken, fromSeq: stream.lastSeq + 1 });
+    }
+    for (const send of waiting) send();
+    return listener;
+  }
+
+  /** A resume was refused: a stream of which nothing arrived is sent again; any other fails with the refusal. */
+  private resumeRefused(frame: ErrFrame, id: string): void {
+    const stream = this.streams.get(id);
+    if (!stream) return;
+    if (frame.code === ErrorCode.resumeFailed && stream.lastSeq === 0 && stream.started) {
+      // The server does not have it (it never arrived, or was dropped) and the caller has nothing of it: no loss, no repeat.
+      return this.begin(stream, stream.started.frame);
+    }
+    this.streams.delete(id);
+    stream.fail(new LlmError(frame));
   }
 
   private end(message: string, closeCode: number, closeReason: string): void {
     if (this.closedError) return;
-    const error = new LlmError({ code: ConnectErrorCode.connectionLost, message, details: { closeCode, closeReason } });
+    const error = lostError(message, closeCode, closeReason);
     this.closedError = error;
+    this.outbox = undefined;
     for (const stream of this.streams.values()) stream.fail(error);
     this.streams.clear();
     for (const waiter of this.waiters.splice(0)) waiter.reject(error);
@@ -254,9 +434,28 @@ export class LlmClient {
     return reply;
   }
 
-  private send(frame: object): void {
+  /** Sends the frame that starts `stream`, noting the connection it goes out on: a resume names that one. */
+  private begin(stream: GenerationStream, frame: object): void {
+    this.send(frame, () => (stream.started = { frame, hello: this.greeting }));
+  }
+
+  /** Sends now, or once reconnected when the connection dropped; `sent` runs as it goes out. */
+  private send(frame: object, sent?: () => void): void {
+    const go = (): void => {
+      this.write(frame);
+      sent?.();
+    };
+    if (this.outbox) this.outbox.push(go);
+    else go();
+  }
+
+  private write(frame: object): void {
     this.socket.send(encodeFrame(frame, this.format));
   }
+}
+
+function lostError(message: string, closeCode: number, closeReason: string): LlmError {
+  return new LlmError({ code: ConnectErrorCode.connectionLost, message, details: { closeCode, closeReason } });
 }
 
 /** The slice of Node's `http.IncomingMessage` the client reads from a refused upgrade. */
@@ -316,6 +515,21 @@ function unreachableError(url: string, event: unknown, hidden: boolean): Connect
  */
 export function connect(url: string, options: ConnectOptions = {}): Promise<LlmClient> {
   const format = options.format ?? 'msgpack';
+  const reconnect = options.reconnect ?? true;
+  const redial: Redial | undefined =
+    reconnect === false
+      ? undefined
+      : { options: { ...RECONNECT_DEFAULTS, ...(reconnect === true ? {} : reconnect) }, open: (onHello) => openSocket(url, options, onHello) };
+  let client: LlmClient | undefined;
+  return openSocket(url, options, (socket, hello) => {
+    client = new LlmClient(socket, format, hello, redial);
+    return client.listen(socket);
+  }).then(() => client!);
+}
+
+/** Opens a socket and completes the handshake; after `hello`, its frames and close go to what `onHello` returns. */
+function openSocket(url: string, options: ConnectOptions, onHello: (socket: WebSocketLike, hello: HelloFrame) => SocketListener): Promise<void> {
+  const format = options.format ?? 'msgpack';
   const Socket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (!Socket) return Promise.reject(new Error('no WebSocket implementation: pass options.WebSocket'));
   const protocols: string[] = [format === 'json' ? Subprotocol.json : Subprotocol.msgpack];
@@ -330,7 +544,7 @@ export function connect(url: string, options: ConnectOptions = {}): Promise<LlmC
   socket.binaryType = 'arraybuffer';
   const canReadRefusals = typeof socket.on === 'function';
   return new Promise((resolve, reject) => {
-    let client: LlmClient | undefined;
+    let listener: SocketListener | undefined;
     let opened = false;
     /** A refused upgrade is being read: the error and close that aborting it causes say nothing new. */
     let refused = false;
@@ -364,20 +578,21 @@ export function connect(url: string, options: ConnectOptions = {}): Promise<LlmC
       const decoded = decodeMessage(data, typeof data !== 'string', format);
       if (!decoded.ok) return;
       const frame = decoded.value as ServerFrame;
-      if (client) client.receive(frame);
+      if (listener) listener.receive(frame);
       else if (frame.t === 'hello' && !settled) {
         settled = true;
         clearTimeout(timer);
-        resolve((client = new LlmClient(socket, format, frame)));
+        listener = onHello(socket, frame);
+        resolve();
       }
     };
     socket.onerror = (event) => {
       // After `open`, the close that follows says what happened.
-      if (client || opened || refused) return;
+      if (listener || opened || refused) return;
       fail(unreachableError(url, event, !canReadRefusals));
     };
     socket.onclose = (event) => {
-      if (client) return client.lost(event.code, event.reason);
+      if (listener) return listener.lost(event.code, event.reason);
       if (refused) return;
       if (opened) {
         return fail(new ConnectError({

@@ -19,9 +19,11 @@ export type Subprotocol = (typeof Subprotocol)[keyof typeof Subprotocol];
 /** Frame tags sent by clients. */
 export const ClientFrameType = {
   gen: 'gen',
+  chat: 'chat',
   cancel: 'cancel',
   ping: 'ping',
   models: 'models',
+  resume: 'resume',
 } as const;
 export type ClientFrameType = (typeof ClientFrameType)[keyof typeof ClientFrameType];
 
@@ -32,6 +34,7 @@ export const ServerFrameType = {
   queued: 'queued',
   start: 'start',
   tok: 'tok',
+  tool: 'tool',
   end: 'end',
   err: 'err',
   pong: 'pong',
@@ -45,6 +48,8 @@ export const EndReason = {
   stop: 'stop',
   /** `maxTokens` were generated. */
   length: 'length',
+  /** The model called tools: their `tool` frames came before this end; answer them in the next `chat`. */
+  toolCalls: 'tool_calls',
   /** The client sent `cancel`. */
   cancelled: 'cancelled',
   /** The per-generation wall-clock deadline passed. */
@@ -73,6 +78,8 @@ export const ErrorCode = {
   insufficientMemory: 'insufficient_memory',
   forbiddenModel: 'forbidden_model',
   shuttingDown: 'shutting_down',
+  /** A `resume` named no request this connection may take over, or one whose frames are gone. */
+  resumeFailed: 'resume_failed',
   internal: 'internal',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -131,4 +138,14 @@ export const WireLimits = {
   maxStopLength: 64,
   /** Longest model name, in characters. */
   maxModelNameLength: 256,
+  /** Most messages in one `chat`. */
+  maxMessages: 256,
+  /** Most tools one `chat` may offer. */
+  maxTools: 32,
+  /** Most tool calls one assistant message may carry. */
+  maxToolCallsPerMessage: 16,
+  /** Longest tool name, in characters (letters, digits, `_` and `-`, starting with a letter or `_`). */
+  maxToolNameLength: 64,
+  /** Longest tool description, in characters. */
+  maxToolDescriptionLength: 4096,
 } as const;

@@ -13,6 +13,12 @@ export interface GenParams {
   seed?: number;
   /** Generation stops before the first occurrence of any of these strings. */
   stop?: string[];
+  /** Divides the likelihood of tokens seen among the recent ones (prompt tail and reply); 1 = off. */
+  repeatPenalty?: number;
+  /** Lowers a recent token's likelihood by this much for each time it occurred; 0 = off. */
+  frequencyPenalty?: number;
+  /** Lowers the likelihood of every recent token by this much, once; 0 = off. */
+  presencePenalty?: number;
 }
 
 /** Starts a generation; `id` is the client's, unique among its in-flight requests. */
@@ -21,6 +27,69 @@ export interface GenFrame extends GenParams {
   id: string;
   model?: string;
   prompt: string;
+}
+
+/** Who speaks a chat message. */
+export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
+
+/** A tool call the model made (in a `tool` frame), as an assistant message carries it back. */
+export interface ToolCall {
+  /** The call's id (`tool.callId`); the `tool` message with its result names it in `toolCallId`. */
+  id: string;
+  name: string;
+  /** The arguments as a JSON text: an object valid for the tool's `parameters`. */
+  arguments: string;
+}
+
+/** One message of a conversation. */
+export interface ChatMessage {
+  role: ChatRole;
+  content: string;
+  /** On `tool` messages: the `id` of the call this message answers. */
+  toolCallId?: string;
+  /** On `assistant` messages: the calls the model made in that turn; `tool` messages with their results follow. */
+  toolCalls?: ToolCall[];
+}
+
+/**
+ * A JSON schema, in the subset that can be turned into a grammar: `type`, `properties`, `required`,
+ * `additionalProperties`, `items`, `prefixItems`, `enum`, `const`, `oneOf`/`anyOf`, `$ref` into `$defs`,
+ * string `minLength`/`maxLength`/`format` (date, time, date-time), `minItems`/`maxItems`,
+ * `minProperties`/`maxProperties`, and annotations (`description`, `title`...). docs/api.md lists it.
+ */
+export type JsonSchema = { [keyword: string]: unknown };
+
+/** A tool the model may call. */
+export interface ToolSpec {
+  /** Letters, digits, `_` and `-`, starting with a letter or `_`. */
+  name: string;
+  description?: string;
+  /** JSON schema of the arguments object. Default: an object without properties. */
+  parameters?: JsonSchema;
+}
+
+/** The shape the reply must have: free text (default), any JSON object, or JSON valid for a schema. */
+export type ResponseFormat = { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; schema: JsonSchema };
+
+/** Whether the model may (`auto`, the default with tools), must not (`none`) or must (`required`, or this one) call a tool. */
+export type ToolChoice = 'auto' | 'none' | 'required' | { name: string };
+
+/** What a `chat` asks for besides its id and model. */
+export interface ChatParams extends GenParams {
+  messages: ChatMessage[];
+  responseFormat?: ResponseFormat;
+  tools?: ToolSpec[];
+  toolChoice?: ToolChoice;
+}
+
+/**
+ * Starts the model's reply to a conversation, rendered with the model's own chat template; it
+ * streams like a `gen` (`tok` frames, then `end`), plus `tool` frames when the model calls tools.
+ */
+export interface ChatFrame extends ChatParams {
+  t: 'chat';
+  id: string;
+  model?: string;
 }
 
 /** Stops the generation `id` now. */
@@ -40,7 +109,22 @@ export interface ModelsRequestFrame {
   t: 'models';
 }
 
-export type ClientFrame = GenFrame | CancelFrame | PingFrame | ModelsRequestFrame;
+/**
+ * Takes over request `id` of connection `session` after a reconnect: the server replays its frames
+ * from `fromSeq` on and, if it is still running, streams the rest here.
+ */
+export interface ResumeFrame {
+  t: 'resume';
+  id: string;
+  /** `hello.session` of the connection the request was sent on. */
+  session: string;
+  /** `hello.resumeToken` of that connection. */
+  token: string;
+  /** Seq of the first frame wanted: the last one received + 1 (1 when none was). */
+  fromSeq: number;
+}
+
+export type ClientFrame = GenFrame | ChatFrame | CancelFrame | PingFrame | ModelsRequestFrame | ResumeFrame;
 
 /** Limits a connection works under, as announced in `hello` and `limits`. */
 export interface LimitsInfo {
@@ -86,28 +170,51 @@ export interface HelloFrame {
   session: string;
   models: ModelInfo[];
   limits: LimitsInfo;
+  /** Secret that lets a later connection with the same API key resume this one's requests; absent when resuming is off. */
+  resumeToken?: string;
+  /** How long the requests of a dropped connection wait for a `resume` before they are cancelled. */
+  resumeWindowMs?: number;
 }
 
 export interface LimitsFrame extends LimitsInfo {
   t: 'limits';
 }
 
-export interface QueuedFrame {
+/**
+ * Every frame of a request carries `seq`: 1 for its first frame, one more for each next one, across
+ * reconnects; a client resumes from the last seq it received + 1 and drops any seq it already has.
+ */
+interface Sequenced {
+  seq?: number;
+}
+
+export interface QueuedFrame extends Sequenced {
   t: 'queued';
   id: string;
   position: number;
 }
 
-export interface StartFrame {
+export interface StartFrame extends Sequenced {
   t: 'start';
   id: string;
   model: string;
 }
 
-export interface TokFrame {
+export interface TokFrame extends Sequenced {
   t: 'tok';
   id: string;
   text: string;
+}
+
+/** A tool call of a `chat` reply: sent once it is complete, before the `end` with reason `tool_calls`. */
+export interface ToolFrame extends Sequenced {
+  t: 'tool';
+  id: string;
+  /** Unique id of this call: the `toolCallId` of the `tool` message that answers it. */
+  callId: string;
+  name: string;
+  /** The arguments as a JSON text: an object valid for the tool's `parameters`. */
+  arguments: string;
 }
 
 export interface Usage {
@@ -124,7 +231,7 @@ export interface Timings {
   totalMs: number;
 }
 
-export interface EndFrame {
+export interface EndFrame extends Sequenced {
   t: 'end';
   id: string;
   reason: EndReason;
@@ -134,8 +241,9 @@ export interface EndFrame {
   cached?: boolean;
 }
 
-export interface ErrFrame {
+export interface ErrFrame extends Sequenced {
   t: 'err';
+  /** Set when the error ends that request (then `seq` is set too); absent when it answers a frame that started none (a bad frame, a cancel or resume refused). */
   id?: string;
   code: ErrorCode;
   message: string;
@@ -160,10 +268,11 @@ export type ServerFrame =
   | QueuedFrame
   | StartFrame
   | TokFrame
+  | ToolFrame
   | EndFrame
   | ErrFrame
   | PongFrame
   | ModelsFrame;
 
-/** Server frames that end a request: exactly one per accepted `gen`. */
+/** Server frames that end a request: exactly one per accepted `gen` or `chat`. */
 export type TerminalFrame = EndFrame | (ErrFrame & { id: string });

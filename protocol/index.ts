@@ -13,9 +13,19 @@ export {
 export type {
   GenParams,
   GenFrame,
+  ChatRole,
+  ToolCall,
+  ChatMessage,
+  JsonSchema,
+  ToolSpec,
+  ResponseFormat,
+  ToolChoice,
+  ChatParams,
+  ChatFrame,
   CancelFrame,
   PingFrame,
   ModelsRequestFrame,
+  ResumeFrame,
   ClientFrame,
   LimitsInfo,
   ModelInfo,
@@ -24,6 +34,7 @@ export type {
   QueuedFrame,
   StartFrame,
   TokFrame,
+  ToolFrame,
   Usage,
   Timings,
   EndFrame,
@@ -40,12 +51,16 @@ export {
   connect,
   LlmClient,
   GenerationStream,
+  ChatStream,
   LlmError,
+  type ChatEvent,
+  type ChatRequest,
   type ConnectOptions,
   type GenerateRequest,
   type WebSocketLike,
   type WebSocketConstructor,
 } from './client.js';
+export { RECONNECT_DEFAULTS, backoffDelay, isDrop, retryWithBackoff, type ReconnectOptions, type RetryPlan } from './reconnect.js';
 export {
   ConnectError,
   connectErrorCodeOf,
@@ -54,5 +69,5 @@ export {
   type ConnectErrorInit,
   type UpgradeRefusalResponse,
 } from './connect-error.js';
-export { FEED_PATH, FEED_SUBPROTOCOL, type FeedFrame, type FeedHistory, type FeedSnapshot, type Percentiles, type RecentError, type ResourceFigures } from './feed.js';
+export { FEED_PATH, FEED_SUBPROTOCOL, type EngineInfo, type FeedFrame, type FeedHistory, type FeedSnapshot, type Percentiles, type RecentError, type ResourceFigures } from './feed.js';
 export type { AdminErrorBody, CloseConnectionResponse, ConnectionInfo, ConnectionsResponse, ModelAction, ModelActionResult, ModelsResponse } from './admin.js';

@@ -13,8 +13,8 @@ export interface RequestHost {
   sendError(error: Omit<ErrFrame, 't'>): void;
   /** A promise while the socket cannot take more text; undefined when it can. */
   waitWritable(): Promise<void> | undefined;
-  /** The connection's generated-token bucket. */
-  readonly limits: { chargeToken(): void; tokenWaitMs(): number };
+  /** The connection's generated-token bucket, and the confirmation of its key's limits shared across replicas. */
+  readonly limits: { chargeToken(): void; tokenWaitMs(): number; admitShared(): Promise<void> | undefined };
   /** Wraps a callback run from a timer or a promise: a throw closes this connection, never the process. */
   guarded<A extends unknown[]>(body: (...args: A) => void): (...args: A) => void;
   /** The request with this id claimed its terminal frame: it no longer counts. */

@@ -8,8 +8,10 @@ import {
   encodeFrame,
   parseClientFrame,
   type ErrFrame,
+  type ChatFrame,
   type GenFrame,
   type LimitsInfo,
+  type ResumeFrame,
   type ServerFrame,
   type WireFormat,
 } from '../../protocol/index.js';
@@ -21,6 +23,7 @@ import type { Ingress, IngressQueue } from './ingress.js';
 import { FlowControl } from './flow-control.js';
 import type { RequestCounter, RequestHost, RequestServices } from './request-host.js';
 import type { StopCause } from './request-lifecycle.js';
+import type { ResumeStore } from './resume-store.js';
 import { StreamRequest } from './stream-request.js';
 import type { Principal } from './upgrade-guard.js';
 
@@ -38,6 +41,8 @@ export interface SessionContext extends RequestServices {
   ingress: Ingress;
   /** True once shutdown began: new generations are refused. */
   isShuttingDown(): boolean;
+  /** Keeps requests of dropped connections for a `resume`. */
+  resume: ResumeStore;
 }
 
 /** Frames up to this size are decoded as they arrive (tens of microseconds); larger ones queue. */
@@ -130,15 +135,17 @@ export class Session implements ConnectionHandler, RequestHost {
     for (const request of this.requests.values()) request.cancel(cause);
   }
 
-  /** Greets the client with the protocol, its session id, the models and its limits. */
+  /** Greets the client with the protocol, its session id and resume token, the models and its limits. */
   start(): void {
     this.context.telemetry.connectionOpened(this.origin);
+    const resumeToken = this.context.resume.open(this.id, this.principal.keyName);
     this.send({
       t: 'hello',
       protocol: this.format === 'json' ? Subprotocol.json : Subprotocol.msgpack,
       session: this.id,
       models: this.context.pool.list(),
       limits: this.limitsInfo(),
+      ...(resumeToken !== undefined && { resumeToken, resumeWindowMs: this.context.config.resumeWindowMs }),
     });
     this.lastLimitsSentAt = performance.now();
   }
@@ -192,11 +199,13 @@ export class Session implements ConnectionHandler, RequestHost {
       const retryAfterMs = this.limits.frameRetryMs();
       const error = { code: ErrorCode.rateLimited, message: `more than ${this.context.config.maxFramesPerSecond} frames per second`, retryAfterMs };
       this.context.telemetry.rateLimited(this.origin);
-      // A refused frame without an id names its type, so a client can tell which call it answers.
-      return frame.t === 'gen' ? this.refuse({ id: frame.id, ...error }) : this.sendError({ ...error, details: { t: frame.t } });
+      // A refused frame without an id names its type (and a resume its request), so a client can tell which call it answers.
+      if (frame.t === 'gen' || frame.t === 'chat') return this.refuse({ id: frame.id, ...error });
+      return this.sendError({ ...error, details: frame.t === 'resume' ? { t: frame.t, id: frame.id } : { t: frame.t } });
     }
     switch (frame.t) {
       case 'gen':
+      case 'chat':
         return this.startRequest(frame, receivedAt);
       case 'cancel': {
         const request = this.requests.get(frame.id);
@@ -208,6 +217,8 @@ export class Session implements ConnectionHandler, RequestHost {
         return this.send({ t: 'pong', ts: frame.ts ?? Date.now() });
       case 'models':
         return this.send({ t: 'models', models: this.context.pool.list() });
+      case 'resume':
+        return this.resumeRequest(frame);
     }
   }
 
@@ -219,9 +230,16 @@ export class Session implements ConnectionHandler, RequestHost {
     this.state = 'closed';
     this.inbox.length = 0;
     this.inboxBytes = 0;
-    this.cancelAll('disconnected');
+    const cause = this.closeCause ?? this.peerCloseCause(code, message);
+    // Gone without a close handshake (network loss, a killed client, silence): the client may come
+    // back, so its requests wait, paused, for a resume. A close it asked for cancels them.
+    const dropped = this.closeCause === undefined && code === CloseCode.abnormal && (cause === 'client' || cause === 'idle');
+    for (const request of this.requests.values()) {
+      if (!(dropped && this.context.resume.detach(request))) request.cancel('disconnected');
+    }
+    this.context.resume.sessionClosed(this.id);
     this.flow.resume();
-    this.context.telemetry.connectionClosed(this.origin, this.closeCause ?? this.peerCloseCause(code, message), Date.now() - this.openedAt);
+    this.context.telemetry.connectionClosed(this.origin, cause, Date.now() - this.openedAt);
   }
 
   /** Encodes and sends a frame; frames for a closed socket are discarded. */
@@ -239,7 +257,7 @@ export class Session implements ConnectionHandler, RequestHost {
   }
 
   /**
-   * Refuses a `gen` before it reaches a model; its err frame is the request's terminal frame. When
+   * Refuses a `gen` or `chat` before it reaches a model; its err frame is the request's terminal frame. When
    * the id belongs to a request still in flight, the refusal is a duplicate_id without an `id`
    * field, so it never reads as that request's terminal frame, whatever else was wrong.
    */
@@ -247,7 +265,8 @@ export class Session implements ConnectionHandler, RequestHost {
     if (error.id !== undefined && this.requests.has(error.id)) return this.refuseDuplicate(error.id);
     const requestId = error.id ?? (typeof error.details?.id === 'string' ? error.details.id : undefined);
     this.context.telemetry.requestRefused(error.code, this.origin, model, requestId);
-    this.sendError(error);
+    // With an id, the refusal is the request's one frame: its seq is 1.
+    this.sendError(error.id === undefined ? error : { ...error, seq: 1 });
   }
 
   private refuseDuplicate(id: string): void {
@@ -267,6 +286,23 @@ export class Session implements ConnectionHandler, RequestHost {
     this.counter.requestEnded();
   }
 
+  /** True when a request with this id is in flight on this connection. */
+  hasRequest(id: string): boolean {
+    return this.requests.has(id);
+  }
+
+  /** Takes in a request resumed from another connection: from now on it counts here. */
+  adopt(request: StreamRequest): void {
+    this.requests.set(request.id, request);
+    if (this.principal.budget) this.principal.budget.streams++;
+    this.counter.requestStarted();
+  }
+
+  /** A request moved to another connection (resumed there): it no longer counts here. */
+  release(id: string): void {
+    this.ended(id);
+  }
+
   /** Closes the socket gracefully; `cause` is what metrics and logs record. Nothing is sent after it. */
   close(code: number, reason: string, cause: CloseCause): void {
     if (this.state === 'closing' || this.state === 'closed') return;
@@ -275,7 +311,7 @@ export class Session implements ConnectionHandler, RequestHost {
     this.connection.close(code, reason);
   }
 
-  private startRequest(frame: GenFrame, receivedAt: number): void {
+  private startRequest(frame: GenFrame | ChatFrame, receivedAt: number): void {
     const { config } = this.context;
     if (this.requests.has(frame.id)) return this.refuseDuplicate(frame.id);
     if (this.context.isShuttingDown()) {
@@ -301,12 +337,22 @@ export class Session implements ConnectionHandler, RequestHost {
       }
       return;
     }
-    const request = new StreamRequest(this, this.context, frame, receivedAt);
+    // Its frames go through a host that numbers and keeps them for a resume.
+    const request = this.context.resume.admit(this, frame.id, (host) => new StreamRequest(host, this.context, frame, receivedAt));
     this.requests.set(frame.id, request);
     if (this.principal.budget) this.principal.budget.streams++;
     this.counter.requestStarted();
     this.sendLimits(false);
     request.run().catch((error: unknown) => this.failed(error));
+  }
+
+  /** Takes over a request of a dropped (or other) connection; a refusal names the request in `details`. */
+  private resumeRequest(frame: ResumeFrame): void {
+    const refusal = this.context.resume.resume(this, frame);
+    if (!refusal) return;
+    // No `id` field: an err carrying the id would read as the terminal frame of a request of this connection.
+    this.sendError({ ...refusal, details: { ...refusal.details, t: frame.t, id: frame.id } });
+    if (this.limits.recordRefusal()) this.closeForFlood();
   }
 
   /** Sends the bucket levels: at once after a refusal, else at most once a second. */

@@ -1,21 +1,24 @@
-import { randomInt } from 'node:crypto';
-import { EndReason, ErrorCode, type GenFrame } from '../../protocol/index.js';
+import { randomBytes, randomInt } from 'node:crypto';
+import { EndReason, ErrorCode, type ChatFrame, type GenFrame } from '../../protocol/index.js';
 import type { CachedResponse } from '../cache/response-cache.js';
-import type { GenerationOutcome, SamplingParams, TextSink } from '../engine/generate.js';
+import { runChat, type ChatOutcome } from '../chat/chat-run.js';
+import type { SamplingParams, TextSink } from '../engine/generate.js';
 import { ServiceError, errFrameOf } from '../errors.js';
-import type { LoadedModel, SlotLease } from '../pool/loaded-model.js';
+import type { SlotLease } from '../pool/loaded-model.js';
 import type { RequestTelemetry } from '../telemetry/events.js';
 import type { RequestHost, RequestServices } from './request-host.js';
 import { RequestLifecycle, type RequestState, type StopCause } from './request-lifecycle.js';
+import { requestSourceOf, samplingParamsFor, type PreparedPrompt, type RequestSource } from './request-source.js';
 import { TextCoalescer } from './text-coalescer.js';
 
 /** Seeds drawn for requests without one: any 32-bit value (the engine's seed is a uint32). */
 const SEED_RANGE = 2 ** 32;
 
 /**
- * One `gen` request from admission to its single terminal frame: resolve the model, check and
- * tokenize the prompt, wait for a slot, stream text, and end with `end` or `err`. Its state lives
- * in one RequestLifecycle; `claimEnd` is the one way to the terminal frame.
+ * One `gen` or `chat` request from admission to its single terminal frame: resolve the model, check
+ * and tokenize the prompt (a chat's rendered with the model's template), wait for a slot, stream
+ * text (and a chat's tool calls), and end with `end` or `err`. Its state lives in one
+ * RequestLifecycle; `claimEnd` is the one way to the terminal frame.
  */
 export class StreamRequest implements TextSink {
   private readonly controller = new AbortController();
@@ -28,14 +31,16 @@ export class StreamRequest implements TextSink {
   private cacheKey: string | undefined;
   private collected = '';
   private readonly text: TextCoalescer;
+  private readonly source: RequestSource;
 
   constructor(
     private readonly host: RequestHost,
     private readonly services: RequestServices,
-    private readonly frame: GenFrame,
+    private readonly frame: GenFrame | ChatFrame,
     receivedAt: number,
   ) {
     this.lifecycle = new RequestLifecycle(receivedAt);
+    this.source = requestSourceOf(frame);
     this.text = new TextCoalescer(services.config.streamCoalesceMs, host.guarded((text: string) => host.send({ t: 'tok', id: frame.id, text })));
   }
 
@@ -60,26 +65,30 @@ export class StreamRequest implements TextSink {
 
   async run(): Promise<void> {
     let lease: SlotLease | undefined;
-    let outcome: GenerationOutcome | undefined;
+    let outcome: ChatOutcome | undefined;
     try {
       const { pool, cache, telemetry, config } = this.services;
+      // A key whose limits are shared across replicas (REDIS_URL) is confirmed in Redis first.
+      const shared = this.host.limits.admitShared();
+      if (shared) await shared;
       const { model, release } = await pool.checkout(this.frame.model);
-      let tokens: number[];
+      let prompt: PreparedPrompt;
       let params: SamplingParams;
       try {
         this.metrics = telemetry.request(model.name, this.id, this.host.origin);
         this.checkMaxTokens();
         // Checked before queueing, so a request that can never fit is refused at once.
-        tokens = await model.tokenizePrompt(this.frame.prompt, { reserve: this.frame.maxTokens ?? 1, owner: this.host.origin.session, signal: this.controller.signal });
-        this.promptTokens = tokens.length;
-        params = this.samplingParams(model, tokens.length);
-        this.cacheKey = cache.keyFor(model.fingerprint, this.frame.prompt, params);
+        prompt = await this.source.prepare(model, { reserve: this.frame.maxTokens ?? 1, owner: this.host.origin.session, signal: this.controller.signal });
+        this.promptTokens = prompt.tokens.length;
+        params = samplingParamsFor(model, this.source.params, prompt, config.maxTokensDefault);
+        this.cacheKey = prompt.cacheText === undefined ? undefined : cache.keyFor(model.fingerprint, prompt.cacheText, params);
         const cached = this.cacheKey === undefined ? undefined : cache.get(this.cacheKey);
         if (cached) return this.replay(model.name, cached);
         // The engine would seed from the clock's second, so requests in the same second would match.
         params.seed ??= randomInt(SEED_RANGE);
         this.lifecycle.moveTo('queued');
         lease = await model.acquire({
+          promptTokens: prompt.tokens,
           owner: this.host.origin.session,
           signal: this.controller.signal,
           onPosition: (position) => this.host.send({ t: 'queued', id: this.id, position }),
@@ -90,12 +99,13 @@ export class StreamRequest implements TextSink {
       this.begin(model.name);
       const deadline = setTimeout(this.host.guarded(() => this.cancel(EndReason.timeout)), config.generationTimeoutMs);
       try {
-        outcome = await lease.generate(tokens, params, this, this.controller.signal);
+        outcome = await runChat(lease.generate, prompt.tokens, params, this, this.controller.signal, prompt.tools);
       } finally {
         clearTimeout(deadline);
       }
       // Cancelled, even if the engine finished first: its text was cut at the cancel and is not cached.
       if (outcome.reason === 'aborted' || this.controller.signal.aborted) return this.end(this.stopCause(), outcome.completionTokens);
+      if (outcome.reason === 'tool_calls') return this.endWithToolCalls(outcome);
       if (this.cacheKey !== undefined) {
         cache.set(this.cacheKey, { text: this.collected, reason: outcome.reason, usage: { promptTokens: this.promptTokens, completionTokens: outcome.completionTokens } });
       }
@@ -155,29 +165,14 @@ export class StreamRequest implements TextSink {
     }
   }
 
-  private samplingParams(model: LoadedModel, promptTokens: number): SamplingParams {
-    const { config } = this.services;
-    const frame = this.frame;
-    if (promptTokens === 0) throw new ServiceError(ErrorCode.invalidParams, '"prompt" is empty and the model has no BOS token to start from');
-    const room = model.contextSize - promptTokens;
-    // Without an explicit maxTokens the default shrinks to what the context still holds.
-    const maxTokens = frame.maxTokens ?? Math.min(config.maxTokensDefault, room);
-    if (room < 1 || maxTokens > room) {
-      throw new ServiceError(
-        ErrorCode.promptTooLong,
-        `prompt (${promptTokens} tokens) + maxTokens (${maxTokens}) exceed the context of ${model.contextSize} tokens`,
-        { details: { promptTokens, maxTokens, contextSize: model.contextSize } },
-      );
+  /** The calls go out after any text, each in a `tool` frame; then `end{reason: "tool_calls"}`. */
+  private endWithToolCalls(outcome: ChatOutcome): void {
+    if (this.lifecycle.ended) return;
+    this.text.flush();
+    for (const call of outcome.toolCalls) {
+      this.host.send({ t: 'tool', id: this.id, callId: `call_${randomBytes(12).toString('hex')}`, name: call.name, arguments: call.arguments });
     }
-    return {
-      maxTokens,
-      temperature: frame.temperature ?? model.sampling.temperature,
-      topK: frame.topK ?? model.sampling.topK,
-      topP: frame.topP ?? model.sampling.topP,
-      minP: frame.minP ?? model.sampling.minP,
-      ...(frame.seed !== undefined && { seed: frame.seed }),
-      stop: frame.stop ?? [],
-    };
+    this.end(EndReason.toolCalls, outcome.completionTokens);
   }
 
   private stopCause(): StopCause {

@@ -13,6 +13,7 @@ const STATUS_OF: Record<ErrorCode, number> = {
   [ErrorCode.modelNotFound]: 404,
   [ErrorCode.unknownId]: 404,
   [ErrorCode.duplicateId]: 409,
+  [ErrorCode.resumeFailed]: 409,
   [ErrorCode.rateLimited]: 429,
   [ErrorCode.tooManyStreams]: 429,
   [ErrorCode.internal]: 500,
@@ -22,6 +23,11 @@ const STATUS_OF: Record<ErrorCode, number> = {
   [ErrorCode.queueTimeout]: 503,
   [ErrorCode.shuttingDown]: 503,
 };
+
+/** The HTTP status that answers an error `code` (the OpenAI-compatible API's too). */
+export function statusOf(code: ErrorCode): number {
+  return STATUS_OF[code];
+}
 
 /** The HTTP answer for `error`: its status, `{error, message, details?}`, and `Retry-After` when it has a wait. */
 export function errorReply(error: ServiceError): HttpReply {

@@ -32,6 +32,8 @@ export async function startTestService(overrides: Partial<Config> = {}, logger?:
     maxFramesPerSecond: 10_000,
     // Off, so tests of generation exercise the engine; the cache's own tests turn it on.
     responseCacheEntries: 0,
+    // Off, so a socket cut by a test ends its requests at once; the resume tests turn it on.
+    resumeWindowMs: 0,
     ...overrides,
   };
   const service = await startService(config, logger ?? createLogger(config.logLevel), hooks);

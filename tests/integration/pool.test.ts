@@ -67,8 +67,8 @@ describe('queueing', () => {
     socket.send({ t: 'gen', id: 'b', prompt: PROMPT, maxTokens: 1000 });
     socket.send({ t: 'gen', id: 'c', prompt: PROMPT, maxTokens: 20 });
     const [a, b, c] = [await socket.request('a'), await socket.request('b'), await socket.request('c')];
-    expect(b[0]).toEqual({ t: 'queued', id: 'b', position: 1 });
-    expect(c[0]).toEqual({ t: 'queued', id: 'c', position: 2 });
+    expect(b[0]).toEqual({ t: 'queued', id: 'b', position: 1, seq: 1 });
+    expect(c[0]).toEqual({ t: 'queued', id: 'c', position: 2, seq: 1 });
     expect(c.some((frame) => frame.t === 'queued' && frame.position === 1)).toBe(true);
     for (const frames of [a, b, c]) expect(terminal(frames)).toMatchObject({ t: 'end', reason: 'length' });
     expect((terminal(b) as EndFrame).timings.queueMs).toBeGreaterThan(0);

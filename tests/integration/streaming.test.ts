@@ -46,7 +46,7 @@ describe.each([
 
     socket.send({ t: 'gen', id: 'a', prompt: PROMPT, maxTokens: 12, temperature: 0 });
     const frames = await socket.request('a');
-    expect(frames[0]).toEqual({ t: 'start', id: 'a', model: 'demo' });
+    expect(frames[0]).toEqual({ t: 'start', id: 'a', model: 'demo', seq: 1 });
     const end = frames.at(-1) as EndFrame;
     expect(end).toMatchObject({ t: 'end', id: 'a', reason: 'length', usage: { completionTokens: 12 } });
     expect(end.usage.promptTokens).toBeGreaterThan(5);
