@@ -1,15 +1,17 @@
 /**
  * Streaming overhead: the same generation (model, prompt, seed, token count) run directly on
  * node-llama-cpp and through the server to a WebSocket client, alternated in one run, plus the
- * latency from `cancel` to `end` (see USAGE).
+ * latency from `cancel` to `end`, and the same chat reply through both front doors: the WebSocket
+ * `chat` frame and the OpenAI-compatible `POST /v1/chat/completions` as server-sent events (see USAGE).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { getLlama, type LlamaContextSequence, type LlamaModel } from 'node-llama-cpp';
 import WebSocket from 'ws';
-import { connect, type LlmClient, type WebSocketConstructor } from '../../protocol/index.js';
+import { connect, type ChatMessage, type LlmClient, type WebSocketConstructor } from '../../protocol/index.js';
 import { BENCH_DIR, benchModelDir } from './bench-models.js';
+import { measureSocketChat, measureSseChat } from './measure-chat.js';
 import { measureStream, type StreamRun } from './measure-stream.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { median, quantile, table } from './stats.js';
@@ -18,7 +20,10 @@ const USAGE = `Usage: npm run bench [-- options]   (or npm run bench:stream -- o
 
 Streams the same generations (model, prompt, seed, token count) directly on node-llama-cpp in this
 process and through the server to a WebSocket client, alternating, and times cancel -> end.
-Prints tokens/s, TTFT and server/direct per model; writes bench-results/stream.json.
+Then streams the same chat reply (conversation, seed, token limit) through the WebSocket's \`chat\`
+frame and through POST /v1/chat/completions (server-sent events), alternating.
+Prints tokens/s, TTFT and server/direct per model, and tokens/s, TTFT and SSE/WebSocket per
+model for the chat; writes bench-results/stream.json.
 
 Options:
   --models LIST       demo and shape presets (tiny, 100m, 135m, 1b) to run (default demo,100m)
@@ -65,6 +70,29 @@ type Run = StreamRun;
 
 /** Each round gets its own prompt so neither side profits from a cached prefix. */
 const promptFor = (round: number): string => `${round}. Alice was beginning to get very tired of sitting by her sister on the bank`;
+
+/** Each chat round its own conversation, for the same reason. */
+const chatFor = (round: number): ChatMessage[] => [
+  { role: 'system', content: 'You are a friendly storyteller who knows old books well.' },
+  { role: 'user', content: `${round}. Tell me a short story.` },
+];
+
+/** The chat reply through each front door, alternating; the runs of both, by door. */
+async function chatRounds(client: LlmClient, httpUrl: string): Promise<{ socket: Run[]; sse: Run[] }> {
+  const socket: Run[] = [];
+  const sse: Run[] = [];
+  const runBoth = async (messages: ChatMessage[], keep: boolean, reversed: boolean): Promise<void> => {
+    const doors = [() => measureSocketChat(client, messages, TOKENS), () => measureSseChat(httpUrl, messages, TOKENS)];
+    const order = reversed ? [1, 0] : [0, 1];
+    for (const door of order) {
+      const run = await doors[door]!();
+      if (keep) (door === 0 ? socket : sse).push(run);
+    }
+  };
+  for (let i = 0; i < WARMUPS; i++) await runBoth(chatFor(-1 - i), false, false);
+  for (let round = 0; round < ROUNDS; round++) await runBoth(chatFor(round), true, round % 2 === 1);
+  return { socket, sse };
+}
 
 async function direct(sequence: LlamaContextSequence, model: LlamaModel, prompt: string): Promise<Run> {
   await sequence.clearHistory();
@@ -115,6 +143,7 @@ interface ServerPath {
 
 const percent = (ratio: number): string => `${(ratio * 100).toFixed(1)}%`;
 const rows: (string | number)[][] = [];
+const chatRows: (string | number)[][] = [];
 const results: Record<string, unknown> = {};
 const llama = await getLlama({ gpu: false, build: 'never' });
 for (const name of args.models.split(',')) {
@@ -144,6 +173,7 @@ for (const name of args.models.split(',')) {
   for (let i = 0; i < WARMUPS; i++) await runAll(promptFor(-1 - i), false, false);
   for (let round = 0; round < ROUNDS; round++) await runAll(promptFor(round), true, round % 2 === 1);
   const cancels = await cancelLatencies(paths[0]!.client);
+  const chat = await chatRounds(paths[0]!.client, paths[0]!.server.httpUrl);
   for (const { client, server } of paths) {
     client.close();
     await server.stop();
@@ -161,11 +191,20 @@ for (const name of args.models.split(',')) {
     rows.push([name, label, serverTps, median(runs.map((run) => run.ttftMs)), percent(pairedRatio), percent(serverTps / directTps), ...cancelCells]);
     modelResults[label] = { runs, pairedRatio, ratioOfMedians: serverTps / directTps };
   }
+  // Both doors generated the same tokens in a round (same seed), so their ratio is paired too.
+  const sseRatio = median(chat.sse.map((run, round) => run.tokensPerSecond / chat.socket[round]!.tokensPerSecond));
+  const ttftDelta = median(chat.sse.map((run, round) => run.ttftMs - chat.socket[round]!.ttftMs));
+  chatRows.push([name, 'WebSocket chat', median(chat.socket.map((run) => run.tokens)), median(chat.socket.map((run) => run.tokensPerSecond)), median(chat.socket.map((run) => run.ttftMs)), '', '']);
+  chatRows.push([name, 'SSE /v1/chat/completions', median(chat.sse.map((run) => run.tokens)), median(chat.sse.map((run) => run.tokensPerSecond)), median(chat.sse.map((run) => run.ttftMs)), percent(sseRatio), ttftDelta]);
+  modelResults.chat = { ...chat, sseOverSocket: sseRatio, ttftDeltaMs: ttftDelta };
   results[name] = modelResults;
 }
 console.log(`\nStreaming ${TOKENS} tokens, ${ROUNDS} alternating rounds after ${WARMUPS} warm-ups, 1 engine thread each`);
 console.log('server/direct: median of the rounds\' ratios (paired), and ratio of the medians');
 console.log(table(['model', 'path', 'tokens/s', 'ttft ms', 'server/direct', '(of medians)', 'cancel→end p50 ms', 'p95 ms'], rows));
+console.log(`\nThe same chat reply (up to ${TOKENS} tokens, same seed) through both front doors, ${ROUNDS} alternating rounds after ${WARMUPS} warm-ups`);
+console.log('SSE/WebSocket: median of the rounds\' tokens/s ratios; ttft +ms: median of the rounds\' TTFT differences');
+console.log(table(['model', 'door', 'tokens', 'tokens/s', 'ttft ms', 'SSE/WebSocket', 'ttft +ms'], chatRows));
 mkdirSync(OUT_DIR, { recursive: true });
 writeFileSync(path.join(OUT_DIR, 'stream.json'), JSON.stringify({ tokens: TOKENS, rounds: ROUNDS, results }, null, 2));
 await llama.dispose();

@@ -23,7 +23,7 @@ export class FlowControl {
   private paused: Promise<void> | undefined;
   private stallTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(private readonly connection: Connection, private readonly options: FlowControlOptions) {}
+  constructor(private readonly connection: Pick<Connection, 'bufferedAmount'>, private readonly options: FlowControlOptions) {}
 
   /** Undefined when the socket can take more now; else a promise that resolves on drain. */
   waitWritable(): Promise<void> | undefined {

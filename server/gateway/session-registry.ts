@@ -9,6 +9,8 @@ export class SessionRegistry {
   private readonly sessions = new Map<string, Session>();
   private requests = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Where requests that come without a session (the HTTP API) are stopped from. */
+  private readonly doors: { cancelAll(cause: StopCause): void }[] = [];
 
   /** Open connections on the stream endpoint. */
   get size(): number {
@@ -60,9 +62,15 @@ export class SessionRegistry {
     });
   }
 
+  /** Counts requests that come through another door than a session (they call requestStarted/requestEnded) and stops them with `cancelAll`. */
+  addDoor(door: { cancelAll(cause: StopCause): void }): void {
+    this.doors.push(door);
+  }
+
   /** Stops every request in flight; each ends with `end{reason}` where its client is still there. */
   cancelAll(cause: StopCause): void {
     for (const session of this.sessions.values()) session.cancelAll(cause);
+    for (const door of this.doors) door.cancelAll(cause);
   }
 
   /** Closes every session with `code` (their requests are cancelled by the close). */

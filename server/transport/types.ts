@@ -26,10 +26,58 @@ export interface HttpRoute {
    * `get` routes answer `HEAD` too, without a body. `any` takes every method no other route of the
    * pattern takes (in place of the automatic `405`).
    */
-  method: 'get' | 'post' | 'del' | 'any';
+  method: 'get' | 'post' | 'del' | 'options' | 'any';
   /** uWS-style pattern: `/api/models/:name/load`, or `/*`. */
   pattern: string;
-  handle(request: HttpRequestInfo): HttpReply | Promise<HttpReply>;
+  /** How much request body this route reads, and how long it waits for it; absent: the server's size limit and no deadline. */
+  body?: BodyLimits;
+  /**
+   * The whole reply, or undefined when the route answers through `exchange.stream()` itself (which
+   * it must then end).
+   */
+  handle(request: HttpRequestInfo, exchange: HttpExchange): HttpReply | undefined | Promise<HttpReply | undefined>;
+}
+
+/** Bounds on a route's request body: past them the connection gets the route's refusal and is closed. */
+export interface BodyLimits {
+  maxBytes: number;
+  /** From the request's head to the body's last byte. */
+  timeoutMs: number;
+  /** The answer to a body over `maxBytes` (declared or sent), or one that did not arrive within `timeoutMs`. */
+  refuse(reason: 'too_large' | 'timeout', request: HttpRequestInfo): HttpReply;
+}
+
+/** The live side of one HTTP request: whether its client is still there, and a streamed reply. */
+export interface HttpExchange {
+  /** True once the client closed the connection before the reply was complete. */
+  readonly aborted: boolean;
+  /** Runs once when the client closes the connection before the reply is complete. */
+  onAborted(listener: () => void): void;
+  /** Takes over the reply: its status and headers now, the body piece by piece (chunked). Once only. */
+  stream(status: number, headers: Record<string, string>, options: HttpStreamOptions): HttpStream;
+}
+
+export interface HttpStreamOptions {
+  /**
+   * Bytes that may be sent between two chunks without changing what the client reads (an SSE
+   * comment). The server library holds back what the socket could not take until something more is
+   * written: this is written when the socket becomes writable again, so its buffer empties.
+   */
+  filler: string;
+  /** The socket took everything written so far: `bufferedAmount()` is 0 again. */
+  onDrain(): void;
+}
+
+/** A reply body written over time, never dropping a byte. */
+export interface HttpStream {
+  /** Appends to the body (corked); what the socket cannot take now is buffered. */
+  write(chunk: string): void;
+  /** Bytes written since the socket last could not take a write at once; 0 while it keeps up. */
+  bufferedAmount(): number;
+  /** Ends the body; nothing may be written after. */
+  end(chunk?: string): void;
+  /** Drops the connection without ending the body (the client sees it cut). */
+  close(): void;
 }
 
 /** A WebSocket upgrade request, copied out before any await. */

@@ -1,5 +1,20 @@
 import uWS from 'uWebSockets.js';
-import type { Connection, ConnectionHandler, FaultSite, HttpReply, HttpRequestInfo, HttpRoute, HttpServer, ListenOptions, SocketEndpoint, UpgradeDecision, UpgradeRequest } from './types.js';
+import type {
+  Connection,
+  ConnectionHandler,
+  FaultSite,
+  HttpExchange,
+  HttpReply,
+  HttpRequestInfo,
+  HttpRoute,
+  HttpServer,
+  HttpStream,
+  HttpStreamOptions,
+  ListenOptions,
+  SocketEndpoint,
+  UpgradeDecision,
+  UpgradeRequest,
+} from './types.js';
 
 /*
  * The only file that knows uWebSockets.js. Everything a request carries is copied out of `req`
@@ -19,6 +34,7 @@ const STATUS_TEXT: Record<number, string> = {
 const JSON_TYPE = { 'content-type': 'application/json' };
 const INTERNAL_ERROR: HttpReply = { status: 500, headers: JSON_TYPE, body: '{"error":"internal","message":"the server failed to answer this request"}' };
 const BAD_PATH: HttpReply = { status: 400, headers: JSON_TYPE, body: '{"error":"bad_request","message":"malformed percent-encoding in the path"}' };
+const PAYLOAD_TOO_LARGE: HttpReply = { status: 413, headers: JSON_TYPE, body: '{"error":"payload_too_large","message":"request body too large"}' };
 const UPGRADE_FAILED = { accept: false, status: 500, headers: JSON_TYPE, body: '{"error":"internal","message":"upgrade failed"}' } as const satisfies UpgradeDecision;
 
 interface SocketData {
@@ -173,19 +189,16 @@ function addRoute(app: uWS.TemplatedApp, route: HttpRoute, maxBodyBytes: number,
   const paramNames = route.pattern.split('/').filter((part) => part.startsWith(':')).map((part) => part.slice(1));
   const handler = (headOnly: boolean) => (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
     const head = headOnly || (route.method === 'any' && req.getCaseSensitiveMethod() === 'HEAD');
-    let aborted = false;
-    let answered = false;
-    res.onAborted(() => {
-      aborted = true;
-    });
-    const respond = (reply: HttpReply): void => {
-      if (aborted || answered) return;
-      answered = true;
-      res.cork(() => writeReply(res, reply, head));
-    };
     // Copied on first use, which is inside this callback: `req` is valid only until it returns.
     let described: Record<string, string> | undefined;
     const describe = (): Record<string, string> => (described ??= { method: req.getCaseSensitiveMethod(), path: req.getUrl(), remoteAddress: remoteAddressOf(res) });
+    const exchange = new Exchange(res, guard, describe);
+    const respond = (reply: HttpReply, closeConnection = false): void => {
+      if (!exchange.claim()) return;
+      res.cork(() => writeReply(res, reply, head, closeConnection));
+    };
+    // A failure after a streamed reply began cannot change its status: the connection is cut instead.
+    const failed = (): void => (exchange.streaming ? exchange.cut() : respond(INTERNAL_ERROR));
     guard(
       'http',
       describe,
@@ -204,21 +217,127 @@ function addRoute(app: uWS.TemplatedApp, route: HttpRoute, maxBodyBytes: number,
         if (params === undefined) return respond(BAD_PATH);
         const run = (): void => {
           Promise.resolve()
-            .then(() => route.handle(request))
-            .then(respond, (error: unknown) => guard('http', describe, () => { throw error; }, () => respond(INTERNAL_ERROR)));
+            .then(() => route.handle(request, exchange))
+            .then((reply) => {
+              if (reply) return respond(reply);
+              // Undefined promises a streamed reply; a route that neither streamed nor answered is a fault.
+              if (!exchange.streaming) throw new Error(`route ${route.pattern} gave no reply`);
+            })
+            .catch((error: unknown) => guard('http', describe, () => { throw error; }, failed));
         };
-        if (route.method === 'get') return run();
-        readBody(res, maxBodyBytes, guard, describe, (body) => {
-          if (body === undefined) return respond({ status: 413, headers: JSON_TYPE, body: '{"error":"payload_too_large","message":"request body too large"}' });
+        if (route.method === 'get' || route.method === 'options') return run();
+        const limits = route.body;
+        const tooLarge = (): void => respond(limits ? limits.refuse('too_large', request) : PAYLOAD_TOO_LARGE, true);
+        const maxBytes = limits?.maxBytes ?? maxBodyBytes;
+        // A declared length over the limit is refused before a byte of the body is read.
+        if (Number(request.headers['content-length']) > maxBytes) return tooLarge();
+        const timer = limits && setTimeout(() => guard('http', describe, () => respond(limits.refuse('timeout', request), true), failed), limits.timeoutMs);
+        const stopTimer = (): void => clearTimeout(timer);
+        exchange.onAborted(stopTimer);
+        readBody(res, maxBytes, guard, describe, (body) => {
+          stopTimer();
+          if (body === undefined) return tooLarge();
+          // Refused for its deadline already: the rest of the body arrived too late.
+          if (exchange.answered) return;
           request.body = body;
           run();
-        }, () => respond(INTERNAL_ERROR));
+        }, failed);
       },
-      () => respond(INTERNAL_ERROR),
+      failed,
     );
   };
-  app[route.method](route.pattern, handler(false));
+  const register = route.method === 'options' ? app.options.bind(app) : app[route.method].bind(app);
+  register(route.pattern, handler(false));
   if (route.method === 'get') app.head(route.pattern, handler(true));
+}
+
+/**
+ * One request's response: answered once, whole or streamed; abort listeners run once, guarded, when
+ * the client leaves first. uWS invalidates `res` once aborted, so nothing touches it after.
+ */
+class Exchange implements HttpExchange {
+  aborted = false;
+  /** A whole reply was written or a stream began. */
+  answered = false;
+  streaming = false;
+  private ended = false;
+  private readonly listeners: (() => void)[] = [];
+
+  constructor(private readonly res: uWS.HttpResponse, private readonly guard: Guard, private readonly describe: () => Record<string, string>) {
+    res.onAborted(() => {
+      this.aborted = true;
+      for (const listener of this.listeners.splice(0)) guard('http', describe, listener);
+    });
+  }
+
+  /** True (once) when the reply may be written now. */
+  claim(): boolean {
+    if (this.aborted || this.answered) return false;
+    this.answered = true;
+    return true;
+  }
+
+  onAborted(listener: () => void): void {
+    if (this.aborted) this.guard('http', this.describe, listener);
+    else if (!this.ended) this.listeners.push(listener);
+  }
+
+  /** Drops the connection of a streamed reply that cannot go on. */
+  cut(): void {
+    if (this.aborted || this.ended) return;
+    this.ended = true;
+    this.res.close();
+  }
+
+  stream(status: number, headers: Record<string, string>, options: HttpStreamOptions): HttpStream {
+    if (!this.claim()) throw new Error(this.aborted ? 'the client is gone' : 'the reply was already written');
+    this.streaming = true;
+    const { res } = this;
+    /** Bytes handed to uWS since a write could not go out at once. */
+    let backlog = 0;
+    const write = (chunk: string): boolean => {
+      let ok = true;
+      res.cork(() => {
+        ok = res.write(chunk);
+      });
+      return ok;
+    };
+    res.onWritable(() => {
+      this.guard('http', this.describe, () => {
+        if (this.aborted || this.ended) return;
+        // uWS sends what it buffered only when more is written: the filler flushes it.
+        if (!write(options.filler)) return;
+        backlog = 0;
+        options.onDrain();
+      });
+      return true;
+    });
+    res.cork(() => {
+      res.writeStatus(statusLine(status));
+      for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value);
+    });
+    return {
+      write: (chunk) => {
+        if (this.aborted || this.ended) return;
+        // uWS buffers what the socket cannot take (it never drops). A write that went through
+        // found that buffer empty first: whatever was behind is out, so the backlog is too.
+        if (!write(chunk)) {
+          backlog += Buffer.byteLength(chunk);
+        } else if (backlog > 0) {
+          backlog = 0;
+          options.onDrain();
+        }
+      },
+      bufferedAmount: () => (this.aborted || this.ended ? 0 : backlog),
+      end: (chunk) => {
+        if (this.aborted || this.ended) return;
+        this.ended = true;
+        this.listeners.length = 0;
+        res.cork(() => res.end(chunk ?? ''));
+      },
+      close: () => this.cut(),
+    };
+  }
 }
 
 /** A known path asked with a method it does not serve: `405` with the methods it does. */
@@ -233,7 +352,7 @@ function addMethodNotAllowed(app: uWS.TemplatedApp, options: ListenOptions, guar
   const ownAny = new Set(options.routes.filter((route) => route.method === 'any').map((route) => route.pattern));
   for (const route of options.routes) {
     if (route.method === 'get') allow(route.pattern, 'GET', 'HEAD');
-    else if (route.method !== 'any') allow(route.pattern, route.method === 'del' ? 'DELETE' : 'POST');
+    else if (route.method !== 'any') allow(route.pattern, route.method === 'del' ? 'DELETE' : route.method === 'options' ? 'OPTIONS' : 'POST');
   }
   for (const [pattern, methods] of allowed) {
     if (ownAny.has(pattern)) continue;
@@ -298,12 +417,16 @@ function readBody(
   });
 }
 
-function writeReply(res: uWS.HttpResponse, reply: HttpReply, head: boolean): void {
-  res.writeStatus(`${reply.status} ${STATUS_TEXT[reply.status] ?? 'Status'}`);
+function statusLine(status: number): string {
+  return `${status} ${STATUS_TEXT[status] ?? 'Status'}`;
+}
+
+function writeReply(res: uWS.HttpResponse, reply: HttpReply, head: boolean, closeConnection = false): void {
+  res.writeStatus(statusLine(reply.status));
   for (const [name, value] of Object.entries(reply.headers ?? {})) res.writeHeader(name, value);
   const body = reply.body ?? '';
-  if (head) res.endWithoutBody(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
-  else res.end(body);
+  if (head) res.endWithoutBody(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength, closeConnection);
+  else res.end(body, closeConnection);
 }
 
 function copyUpgrade(res: uWS.HttpResponse, req: uWS.HttpRequest): UpgradeRequest {
