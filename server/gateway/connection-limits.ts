@@ -3,7 +3,7 @@ import type { Config } from '../config/config.js';
 import { ServiceError } from '../errors.js';
 import { FloodDetector, MAX_FLOOD_LIMIT } from '../limits/flood-detector.js';
 import { TokenBucket } from '../limits/token-bucket.js';
-import type { KeyBudget } from './key-budgets.js';
+import type { KeyBucket, KeyBudget } from './key-budgets.js';
 
 /** A frame admission: go on, refuse this frame (err), or close the connection (flood). */
 export type FrameVerdict = 'ok' | 'refuse' | 'flood';
@@ -65,13 +65,32 @@ export class ConnectionLimits {
       throw new ServiceError(ErrorCode.tooManyStreams, `this API key may have at most ${maxStreams} streams in flight`, { details: { limit: maxStreams } });
     }
     const waits = [this.tokens, key?.tokens].map((bucket) => (bucket ? bucket.msUntil(1) : 0));
-    const requestBuckets = [this.requests, key?.requests].filter((bucket): bucket is TokenBucket => bucket !== undefined);
+    const requestBuckets = [this.requests, key?.requests].filter((bucket): bucket is KeyBucket => bucket !== undefined);
     for (const bucket of requestBuckets) waits.push(bucket.msUntil(1));
     const waitMs = Math.max(...waits);
     if (waitMs > 0) {
       throw new ServiceError(ErrorCode.rateLimited, 'rate limit reached for this connection or API key', { retryAfterMs: Math.max(1, Math.ceil(waitMs)) });
     }
     for (const bucket of requestBuckets) bucket.tryTake(1);
+  }
+
+  /**
+   * With per-key limits shared across replicas (REDIS_URL), confirms a `gen` that passed
+   * `admitGeneration` against the key's shared buckets and stream cap: one round trip to Redis.
+   * Rejects with the ServiceError of the refusal; undefined when there is nothing to confirm (no
+   * key, no shared limits, or Redis unreachable: the local decision stands).
+   */
+  admitShared(): Promise<void> | undefined {
+    const key = this.key;
+    const reply = key?.shared?.admit(key.streams);
+    return reply?.then((verdict) => {
+      if (verdict.ok) return;
+      if (verdict.limit === 'streams') {
+        const limit = key!.entry.limits?.maxStreams ?? 0;
+        throw new ServiceError(ErrorCode.tooManyStreams, `this API key may have at most ${limit} streams in flight`, { details: { limit } });
+      }
+      throw new ServiceError(ErrorCode.rateLimited, 'rate limit reached for this API key', { retryAfterMs: verdict.retryAfterMs ?? 1000 });
+    });
   }
 
   /** Charges one generated token to the token buckets. */
@@ -85,6 +104,17 @@ export class ConnectionLimits {
     const own = this.tokens ? this.tokens.msUntil(0.001) : 0;
     const shared = this.key?.tokens ? this.key.tokens.msUntil(0.001) : 0;
     return Math.max(own, shared);
+  }
+
+  /** The request and token buckets that apply (the key's when it has them): what rate-limit headers report. */
+  applied(): { requests: KeyBucket | undefined; tokens: KeyBucket | undefined } {
+    return { requests: this.key?.requests ?? this.requests, tokens: this.key?.tokens ?? this.tokens };
+  }
+
+  /** Milliseconds until the connection's own buckets (frames too) and its key's are all full again (0 when they are). */
+  msUntilFull(): number {
+    const buckets = [this.frames, this.requests, this.tokens, this.key?.requests, this.key?.tokens];
+    return Math.max(0, ...buckets.map((bucket) => bucket?.msUntilFull() ?? 0));
   }
 
   /** Levels of the buckets that apply (the key's when it has them), as clients see them in `hello` and `limits`. */

@@ -18,7 +18,7 @@ export function streamEndpoint(context: SessionContext, registry: SessionRegistr
     idleTimeoutS: config.idleTimeoutS,
     // Far above the high-water mark at which streams pause, so the library never drops a frame.
     maxBackpressure: config.sendHighWaterBytes * 4 + WireLimits.maxFrameBytes,
-    upgrade(request: UpgradeRequest): UpgradeDecision {
+    upgrade(request: UpgradeRequest): UpgradeDecision | Promise<UpgradeDecision> {
       if (context.isShuttingDown()) return refuseUpgrade(ConnectErrorCode.shuttingDown, 'the server is shutting down', { 'retry-after': '5' });
       const protocol = request.protocols.find((entry) => OUR_PROTOCOLS.includes(entry));
       const offered = request.protocols.filter((entry) => !entry.startsWith('bearer.'));
@@ -27,7 +27,7 @@ export function streamEndpoint(context: SessionContext, registry: SessionRegistr
       }
       const check = guard.check(request);
       if (!check.ok) return check.refusal;
-      return {
+      const accepted: UpgradeDecision = {
         accept: true,
         protocol,
         open(connection) {
@@ -49,6 +49,9 @@ export function streamEndpoint(context: SessionContext, registry: SessionRegistr
           return handler;
         },
       };
+      // Limits shared across replicas (REDIS_URL) count the key's connections on all of them.
+      const reserved = guard.reserve(check.principal);
+      return reserved ? reserved.then((refusal) => refusal ?? accepted) : accepted;
     },
   };
 }

@@ -32,13 +32,8 @@ export class UpgradeGuard {
   }
 
   check(request: UpgradeRequest): UpgradeCheck {
-    // With API keys a rebound page has no key to present; open, the Host is all there is to check.
-    if (!this.keys && !this.hosts.allows(request.headers.host)) {
-      return { ok: false, refusal: refuseUpgrade(ConnectErrorCode.forbidden, 'host not allowed: set ALLOWED_HOSTS to serve this name') };
-    }
-    if (!this.originAllowed(request.headers.origin, request.headers.host)) {
-      return { ok: false, refusal: refuseUpgrade(ConnectErrorCode.forbidden, 'origin not allowed') };
-    }
+    const forbidden = this.callerRefusal(request.headers);
+    if (forbidden !== undefined) return { ok: false, refusal: refuseUpgrade(ConnectErrorCode.forbidden, forbidden) };
     let budget: KeyBudget | undefined;
     if (this.keys) {
       const secret = presentedSecret(request.headers, request.protocols);
@@ -52,6 +47,16 @@ export class UpgradeGuard {
       return { ok: false, refusal: refuseUpgrade(ConnectErrorCode.tooManyConnections, `at most ${this.config.maxConnectionsPerIp} connections per address`) };
     }
     return { ok: true, principal: { keyName: budget?.entry.name ?? 'anonymous', budget, remoteAddress: request.remoteAddress } };
+  }
+
+  /**
+   * With per-key limits shared across replicas (REDIS_URL), reserves the connection against its
+   * key's cap on all of them (one round trip); resolves with the refusal, or undefined when it may
+   * open. Undefined (no promise) when `check` decided alone: no key, no shared limits, Redis unreachable.
+   */
+  reserve(principal: Principal): Promise<UpgradeRefusal | undefined> | undefined {
+    const reply = principal.budget && this.budgets.reserveConnection(principal.budget);
+    return reply?.then((refused) => (refused === undefined ? undefined : refuseUpgrade(ConnectErrorCode.tooManyConnections, refused)));
   }
 
   /** Counts an accepted connection against its caps. */
@@ -72,6 +77,18 @@ export class UpgradeGuard {
     let total = 0;
     for (const count of this.perAddress.values()) total += count;
     return total;
+  }
+
+  /**
+   * Why a request with these headers may not come in from where it comes (an upgrade, or a call
+   * of the HTTP API): the Host in open mode, against DNS rebinding, and the Origin allow-list;
+   * undefined when it may.
+   */
+  callerRefusal(headers: Record<string, string>): string | undefined {
+    // With API keys a rebound page has no key to present; open, the Host is all there is to check.
+    if (!this.keys && !this.hosts.allows(headers.host)) return 'host not allowed: set ALLOWED_HOSTS to serve this name';
+    if (!this.originAllowed(headers.origin, headers.host)) return 'origin not allowed';
+    return undefined;
   }
 
   private originAllowed(origin: string | undefined, host: string | undefined): boolean {

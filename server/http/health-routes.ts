@@ -5,6 +5,8 @@ export interface HealthSource {
   notReadyReason(): string | undefined;
   /** True once shutdown began: both routes answer 503 `shutting_down`, so a balancer drains this replica. */
   shuttingDown(): boolean;
+  /** More about readiness that does not change it (say, whether per-key limits are shared), merged into `/readyz` bodies. */
+  details?(): Record<string, unknown>;
 }
 
 const json = (status: number, body: unknown): HttpReply => ({ status, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -25,7 +27,8 @@ export function healthRoutes(source: HealthSource): HttpRoute[] {
       handle: () => {
         if (source.shuttingDown()) return SHUTTING_DOWN;
         const reason = source.notReadyReason();
-        return reason === undefined ? json(200, { status: 'ready' }) : json(503, { status: 'not_ready', reason });
+        const details = source.details?.();
+        return reason === undefined ? json(200, { status: 'ready', ...details }) : json(503, { status: 'not_ready', reason, ...details });
       },
     },
   ];
