@@ -15,18 +15,19 @@ const LAYERS: readonly (readonly string[])[] = [
   ['server/errors.ts', 'server/transport', 'server/limits', 'server/model-maker'],
   ['server/config'],
   ['server/telemetry'],
-  ['server/auth', 'server/scheduling', 'server/engine'],
-  ['server/tokenize', 'server/cache'],
+  ['server/auth', 'server/scheduling', 'server/engine', 'server/shared-limits'],
+  ['server/tokenize', 'server/cache', 'server/chat'],
   ['server/pool'],
   ['server/gateway'],
-  ['server/http'],
+  ['server/http', 'server/openai'],
   ['server/app.ts', 'server/main.ts'],
 ];
 
 /** Packages only these places may import: the rest of the service sees them through their interfaces. */
 const PACKAGE_OWNERS: Record<string, readonly string[]> = {
   'uWebSockets.js': ['server/transport/uws-server.ts'],
-  'node-llama-cpp': ['server/engine', 'server/tokenize', 'server/pool'],
+  'node-llama-cpp': ['server/engine', 'server/tokenize', 'server/pool', 'server/chat'],
+  ioredis: ['server/shared-limits'],
 };
 
 const ROOT = path.resolve(import.meta.dirname, '..');

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund
 node scripts/build-if-stale.mjs
 export NODE_ENV="${NODE_ENV:-production}"
-exec node dist/server/main.js
+exec node --max-semi-space-size=1 dist/server/main.js

@@ -1,3 +1,4 @@
+import { Gauge, type Registry } from 'prom-client';
 import { CloseCode } from '../protocol/index.js';
 import { createAccessControl } from './auth/access-control.js';
 import { ResponseCache } from './cache/response-cache.js';
@@ -7,6 +8,7 @@ import { ensureDemoModel } from './model-maker/demo/demo-model.js';
 import { createLlamaRuntime } from './engine/llama-runtime.js';
 import { Ingress } from './gateway/ingress.js';
 import { KeyBudgets } from './gateway/key-budgets.js';
+import { ResumeStore } from './gateway/resume-store.js';
 import { SessionRegistry } from './gateway/session-registry.js';
 import { streamEndpoint } from './gateway/stream-endpoint.js';
 import { UpgradeGuard } from './gateway/upgrade-guard.js';
@@ -15,14 +17,19 @@ import { adminRoutes } from './http/admin-routes.js';
 import { healthRoutes } from './http/health-routes.js';
 import { metricsRoutes } from './http/metrics-routes.js';
 import { modelRoutes } from './http/model-routes.js';
+import { ApiDoor } from './openai/api-door.js';
+import { openAiRoutes } from './openai/openai-routes.js';
 import { staticRoutes } from './http/static-routes.js';
 import { SAMPLING_DEFAULTS } from './pool/sampling-defaults.js';
+import { SharedLimits } from './shared-limits/shared-limits.js';
+import { registerSharedLimitsMetrics } from './shared-limits/shared-limits-metrics.js';
 import { ModelPool } from './pool/model-pool.js';
 import { configSummary } from './telemetry/config-summary.js';
 import type { Telemetry } from './telemetry/events.js';
 import { feedEndpoint } from './http/feed-endpoint.js';
 import { attachLogFiles, createLogger, type Logger } from './telemetry/logger.js';
 import { Observability } from './telemetry/observability.js';
+import { ResumeMetrics } from './telemetry/resume-metrics.js';
 import { PromptTokenizer } from './tokenize/prompt-tokenizer.js';
 import type { FaultSink } from './transport/types.js';
 import { listen } from './transport/uws-server.js';
@@ -35,6 +42,8 @@ export interface Service {
   readonly httpUrl: string;
   readonly pool: ModelPool;
   readonly sessions: SessionRegistry;
+  /** Requests of dropped connections and the frames kept for resumes. */
+  readonly resume: ResumeStore;
   /** Guards /metrics (unless METRICS_PUBLIC), the live feed and admin routes. */
   readonly adminToken: AdminToken;
   /** Metrics, live feed and access log. */
@@ -61,6 +70,28 @@ const TOKENIZER_QUEUE_PER_CONNECTION = 2;
  */
 const TOKENIZER_IDLE_MS = 10 * 60_000;
 
+/** Per-key limits shared by every replica through Redis when REDIS_URL is set; keys exist only with KEYS_FILE. */
+function openSharedLimits(config: Config, keys: boolean, logger: Logger): SharedLimits | undefined {
+  if (config.redisUrl === '') return undefined;
+  if (!keys) {
+    logger.warn('REDIS_URL is set but the service runs open (no KEYS_FILE): there are no per-key limits to share');
+    return undefined;
+  }
+  return new SharedLimits({ url: config.redisUrl, logger });
+}
+
+/** The memory budget as a metric, beside the models' memory, so alerts can compare them (docker/monitoring). */
+function registerMemoryBudget(registry: Registry, bytes: number): void {
+  new Gauge({
+    name: 'llm_memory_budget_bytes',
+    help: 'MEMORY_BUDGET_BYTES: estimated memory that all loaded models and their contexts may take',
+    registers: [registry],
+    collect() {
+      this.set(bytes);
+    },
+  });
+}
+
 /** Seams for tests; production passes none. */
 export interface ServiceHooks {
   /** Runs first inside every guarded callback; a throw from it is contained like any fault. */
@@ -78,11 +109,13 @@ export async function startService(config: Config, logger: Logger = createLogger
   const access = await createAccessControl(config, logger);
   const demo = await ensureDemoModel(config.modelsDir);
   if (demo.created) logger.info({ path: demo.path }, 'no model found: wrote the demo model');
-  const llama = await createLlamaRuntime({
+  const { llama, info: engine, notice: engineNotice } = await createLlamaRuntime({
     gpu: config.gpu,
+    build: config.engineBuild,
     maxThreads: config.threads,
     ...(config.engineLog && { onEngineLog: (level: string, message: string) => logger.warn({ engine: level }, message) }),
   });
+  if (engineNotice) logger.warn({ engine }, engineNotice);
   // Bound once observability exists; the pool reports loads to it.
   let telemetry: Telemetry | undefined;
   const pool = await ModelPool.open(llama, {
@@ -91,6 +124,7 @@ export async function startService(config: Config, logger: Logger = createLogger
     contextSize: config.contextSize,
     sequences: config.parallelSequences,
     threads: config.threads,
+    prefillChunkTokens: config.prefillChunkTokens,
     maxQueue: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
     memoryBudgetBytes: config.memoryBudgetBytes,
@@ -104,6 +138,9 @@ export async function startService(config: Config, logger: Logger = createLogger
       maxQueuedPerOwner: TOKENIZER_QUEUE_PER_CONNECTION,
       queueTimeoutMs: config.queueTimeoutMs,
       idleMs: TOKENIZER_IDLE_MS,
+      // The worker loads the build this thread did: a second build's addon would bind to the
+      // libllama/libggml this one loaded (same file names) and run their code under its own label.
+      engine: { build: engine.build, backend: engine.backend },
     }),
     onLoaded: (model) => telemetry?.modelLoaded?.(model),
   }, logger);
@@ -116,6 +153,7 @@ export async function startService(config: Config, logger: Logger = createLogger
     models: () => pool.list(),
     connections: () => sessions.size,
     accessLog: !config.logAccess || config.logLevel === 'silent' ? undefined : (logFiles?.access ?? logger.child({ log: 'access' })),
+    engine,
     logger,
   });
   telemetry = observability.telemetry;
@@ -128,8 +166,21 @@ export async function startService(config: Config, logger: Logger = createLogger
   };
   const cache = new ResponseCache({ maxEntries: config.responseCacheEntries, maxBytes: config.responseCacheBytes });
   const ingress = new Ingress({ sliceMs: INGRESS_SLICE_MS });
-  const context: SessionContext = { config, pool, logger, telemetry: observability.telemetry, cache, faults, ingress, isShuttingDown: () => shuttingDown };
-  const guard = new UpgradeGuard(config, access.keys, new KeyBudgets());
+  const resume: ResumeStore = new ResumeStore(config, {
+    telemetry: observability.telemetry,
+    logger,
+    events: observability.metrics && new ResumeMetrics(observability.metrics.prometheus.registry, () => ({ bytes: resume.bytes, detached: resume.detachedCount })),
+    report: (error) => faults.report({ site: 'timer', error, context: { component: 'resume-store' } }),
+  });
+  const context: SessionContext = { config, pool, logger, telemetry: observability.telemetry, cache, faults, ingress, isShuttingDown: () => shuttingDown, resume };
+  const sharedLimits = openSharedLimits(config, access.keys !== undefined, logger);
+  if (sharedLimits && observability.metrics) registerSharedLimitsMetrics(observability.metrics.prometheus.registry, sharedLimits);
+  if (observability.metrics) registerMemoryBudget(observability.metrics.prometheus.registry, config.memoryBudgetBytes);
+  const budgets = new KeyBudgets(sharedLimits);
+  const guard = new UpgradeGuard(config, access.keys, budgets);
+  const callerRefusal = (headers: Record<string, string>): string | undefined => guard.callerRefusal(headers);
+  // The OpenAI-compatible API: the same requests, limits and keys as the stream endpoint, over HTTP.
+  const api = new ApiDoor({ ...context, callerRefusal, keys: access.keys, budgets, registry: sessions });
   const server = await listen({
     host: config.host,
     port: config.port,
@@ -141,8 +192,10 @@ export async function startService(config: Config, logger: Logger = createLogger
         shuttingDown: () => shuttingDown,
         // A failed preload (say, no memory for it) counts until the default model is loaded after all.
         notReadyReason: () => pool.notReadyReason() ?? (pool.isLoaded(pool.defaultName) ? undefined : defaultModelError),
+        ...(sharedLimits && { details: () => ({ sharedLimits: sharedLimits.details() }) }),
       }),
       ...modelRoutes(pool),
+      ...openAiRoutes(api, config, callerRefusal),
       ...adminRoutes(pool, sessions, access.admin, () => shuttingDown),
       ...(observability.metrics ? metricsRoutes({ metrics: observability.metrics.prometheus, admin: access.admin, public: config.metricsPublic }) : []),
       // Last: its `/*` would shadow any route registered after it.
@@ -150,7 +203,7 @@ export async function startService(config: Config, logger: Logger = createLogger
     ],
   });
   observability.start((topic, message) => server.publish(topic, message, true));
-  logger.info({ gpu: llama.gpu, threads: config.threads, model: pool.defaultName }, 'engine ready');
+  logger.info({ gpu: llama.gpu, engine, threads: config.threads, model: pool.defaultName }, 'engine ready');
   // Listening starts before the default model is loaded: /healthz answers at once, /readyz once it loaded.
   const loading = pool.preload().then(
     () => logger.info({ model: pool.defaultName }, 'default model ready'),
@@ -168,6 +221,7 @@ export async function startService(config: Config, logger: Logger = createLogger
     httpUrl: `http://${host}:${server.port}`,
     pool,
     sessions,
+    resume,
     adminToken: access.adminToken,
     observability,
     shutdown(graceMs = config.shutdownGraceMs) {
@@ -175,15 +229,19 @@ export async function startService(config: Config, logger: Logger = createLogger
         // Draining: still listening, so a load balancer sees /readyz and /healthz answer 503 and
         // new upgrades refused with 503 while the running streams finish.
         shuttingDown = true;
+        // Nobody can come back for a detached request now: cancel them rather than wait for them.
+        resume.close();
         await sessions.whenIdle(graceMs);
         sessions.cancelAll('shutdown');
         await sessions.whenIdle(CANCEL_GRACE_MS);
         server.stopListening();
         sessions.closeAll(CloseCode.goingAway, 'server shutting down');
+        api.close();
         await loading;
         await pool.close();
         await llama.dispose();
         server.closeAll();
+        await sharedLimits?.close();
         observability.stop();
         logger.info('service stopped');
         await logFiles?.close();

@@ -11,12 +11,25 @@ export const settings = {
   modelsDir: text('MODELS_DIR', 'Folder of GGUF models; the demo model is written here when it holds none', 'models'),
   defaultModel: text('DEFAULT_MODEL', 'Model used when a request names none (file name without .gguf); empty: the first by name', ''),
   gpu: oneOf('GPU', 'Compute backend for node-llama-cpp', 'auto', ['auto', 'false', 'cuda', 'vulkan', 'metal'] as const),
+  engineBuild: oneOf(
+    'ENGINE_BUILD',
+    'Which node-llama-cpp engine to load: native (built for this CPU by npm run build:engine; the start fails without it), prebuilt (the binaries the package ships), auto (native when present)',
+    'auto',
+    ['auto', 'native', 'prebuilt'] as const,
+  ),
   threads: {
     ...integer('THREADS', 'CPU threads per context; defaults to all cores but one, which the event loop keeps', defaultThreads(), 1, 1024),
     defaultText: 'cores - 1',
   } satisfies Setting<number>,
   contextSize: integer('CONTEXT_SIZE', 'Tokens of context per sequence (prompt + generated)', 2048, 64, 1_048_576),
   parallelSequences: integer('PARALLEL_SEQUENCES', 'Sequences (slots) per model that generate at once', 2, 1, 256),
+  prefillChunkTokens: integer(
+    'PREFILL_CHUNK_TOKENS',
+    'Prompt tokens evaluated per step while other streams of the model generate: smaller keeps their tokens flowing, larger fills a long prompt sooner',
+    32,
+    1,
+    65_536,
+  ),
   maxTokensDefault: integer('MAX_TOKENS_DEFAULT', 'maxTokens when a request gives none', 256, 1, 1_000_000),
   maxTokensCeiling: integer('MAX_TOKENS_CEILING', 'Largest maxTokens a request may ask for', 4096, 1, 1_000_000),
   memoryBudgetBytes: {
@@ -52,6 +65,23 @@ export const settings = {
   streamCoalesceMs: integer('STREAM_COALESCE_MS', 'Text of one request that comes within this many ms of its previous tok frame is sent with the next piece (at most twice as late); 0: a frame per piece', 5, 0, 1000),
   sendHighWaterBytes: integer('SEND_HIGH_WATER_BYTES', 'Buffered bytes on a socket at which its streams pause', 256 * 1024, 1024, 64 * 1024 * 1024),
   shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 'How long running streams may finish after SIGTERM', 10_000, 0, 600_000),
+  httpBodyMaxBytes: integer('HTTP_BODY_MAX_BYTES', 'Largest request body of the OpenAI-compatible API (/v1/chat/completions, /v1/completions); larger ones get 413', 1024 * 1024, 1024, 64 * 1024 * 1024),
+  // uWS drops an HTTP connection that sends nothing for about 10 s: past 8 s a stalled body would be cut without its 408.
+  httpBodyTimeoutMs: integer('HTTP_BODY_TIMEOUT_MS', 'How long the OpenAI-compatible API waits for a whole request body to arrive before answering 408', 5000, 100, 8000),
+  resumeWindowMs: integer(
+    'RESUME_WINDOW_MS',
+    'How long the requests of a connection that dropped wait, paused, for a resume (and the frames of an ended request stay replayable); 0: no resuming, a drop cancels at once',
+    30_000,
+    0,
+    3_600_000,
+  ),
+  resumeConnectionBytes: integer('RESUME_CONNECTION_BYTES', 'Memory the kept frames of one connection\'s requests may take; beyond it the oldest are dropped', 1024 * 1024, 1024, 1024 ** 3),
+  resumeTotalBytes: integer('RESUME_TOTAL_BYTES', 'Memory the kept frames of all requests may take; beyond it the oldest are dropped (a waiting request dropped is cancelled)', 64 * 1024 * 1024, 1024, 1024 ** 4),
+  redisUrl: {
+    ...text('REDIS_URL', 'Redis (redis:// or rediss://) holding each API key\'s buckets, connection and stream counts, shared by every replica; empty: per-key limits are per process', ''),
+    secret: true,
+    parse: redisUrl,
+  } satisfies Setting<string>,
   adminToken: {
     ...text('ADMIN_TOKEN', 'Token for the dashboard and admin API; empty: the token in ADMIN_TOKEN_FILE, made at random (mode 0600) the first time and kept across restarts', ''),
     secret: true,
@@ -69,6 +99,20 @@ export const settings = {
   engineLog: flag('ENGINE_LOG', 'Pass llama.cpp warnings through to the log', false),
 } as const;
 
+/** A Redis URL, or '' for none; the message never repeats the value, which may hold a password. */
+function redisUrl(raw: string | undefined): string {
+  const value = raw?.trim() ?? '';
+  if (value === '') return '';
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(value).protocol;
+  } catch {
+    protocol = undefined;
+  }
+  if (protocol !== 'redis:' && protocol !== 'rediss:') throw new ConfigError('REDIS_URL', 'expected redis://[user:password@]host[:port][/db] or rediss://...');
+  return value;
+}
+
 type Settings = typeof settings;
 /** The typed, validated configuration. */
 export type Config = { -readonly [K in keyof Settings]: ReturnType<Settings[K]['parse']> };
@@ -81,6 +125,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const floodLimit = typed.floodMultiple * Math.max(typed.rateLimitBurst, typed.maxFramesPerSecond * 2);
   if (floodLimit > MAX_FLOOD_LIMIT) {
     throw new ConfigError('FLOOD_MULTIPLE', `FLOOD_MULTIPLE × the largest bucket (RATE_LIMIT_BURST, 2 × MAX_FRAMES_PER_SECOND) must not exceed ${MAX_FLOOD_LIMIT} (got ${floodLimit})`);
+  }
+  if (typed.resumeConnectionBytes > typed.resumeTotalBytes) {
+    throw new ConfigError('RESUME_CONNECTION_BYTES', `must not exceed RESUME_TOTAL_BYTES (${typed.resumeTotalBytes})`);
   }
   if (typed.maxTokensDefault > typed.maxTokensCeiling) {
     throw new ConfigError('MAX_TOKENS_DEFAULT', `must not exceed MAX_TOKENS_CEILING (${typed.maxTokensCeiling})`);
