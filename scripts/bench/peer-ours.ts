@@ -48,7 +48,8 @@ export async function startOurServer(options: OurServerOptions): Promise<OurServ
       LOG_ACCESS: 'false',
       ADMIN_TOKEN: 'bench',
     },
-    { stderr: 'capture' },
+    // The young generation `npm start` runs with (package.json), so memory compares as deployed.
+    { stderr: 'capture', nodeFlags: ['--max-semi-space-size=1'] },
   );
   const tail = new OutputTail();
   server.child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));

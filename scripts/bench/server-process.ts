@@ -47,6 +47,8 @@ export interface ServerProcessOptions {
    * (kept, and its tail quoted in the error when the start fails; for tests).
    */
   stderr?: 'inherit' | 'capture';
+  /** Node options before the entry point, such as the heap flags `npm start` passes. */
+  nodeFlags?: readonly string[];
 }
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -61,7 +63,7 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 export async function startServerProcess(env: Record<string, string>, options: ServerProcessOptions = {}): Promise<ServerProcess> {
   const timeoutMs = options.timeoutMs ?? 120_000;
   const capture = options.stderr === 'capture';
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'server/main.ts')], {
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeFlags ?? []), '--import', 'tsx', path.join(ROOT, 'server/main.ts')], {
     cwd: ROOT,
     env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', capture ? 'pipe' : 'inherit'],
