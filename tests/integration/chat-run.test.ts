@@ -1,17 +1,14 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { ChatMLChatWrapper, LlamaText, type ChatModelFunctions, type ChatWrapperSettings, type Llama } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode, type ChatParams } from '../../protocol/index.js';
+import type { ChatParams } from '../../protocol/index.js';
 import { callPromptTokens, planChat } from '../../server/chat/chat-plan.js';
 import { runChat, type ChatOutcome } from '../../server/chat/chat-run.js';
 import { ChatTemplate } from '../../server/chat/chat-template.js';
 import { GrammarBook } from '../../server/chat/grammar-book.js';
 import type { SamplingParams, TextSink } from '../../server/engine/generate.js';
-import { createLlamaRuntime } from '../../server/engine/llama-runtime.js';
-import { ServiceError } from '../../server/errors.js';
-import { LoadedModel } from '../../server/pool/loaded-model.js';
-import { PromptTokenizer } from '../../server/tokenize/prompt-tokenizer.js';
-import { ensureModelFiles, MODEL_FILES } from '../helpers/model-files.js';
+import type { LoadedModel } from '../../server/pool/loaded-model.js';
+import { loadDemoEngine, type DemoEngine } from '../helpers/demo-engine.js';
 
 /*
  * A reply that may call tools (`toolChoice: auto`), on the real engine and the demo model: the text
@@ -60,24 +57,18 @@ const params: ChatParams = {
 const sampling: SamplingParams = { maxTokens: 60, temperature: 0, stop: [] };
 
 describe('runChat with toolChoice auto (demo model)', () => {
+  let engine: DemoEngine;
   let llama: Llama;
-  let tokenizer: PromptTokenizer;
   let model: LoadedModel;
 
   beforeAll(async () => {
-    await ensureModelFiles();
-    ({ llama } = await createLlamaRuntime({ gpu: 'false', build: 'prebuilt', maxThreads: 1 }));
-    tokenizer = new PromptTokenizer({ inlineMaxChars: 1_000_000, maxQueue: 16, maxQueuedPerOwner: 8, queueTimeoutMs: 30_000, idleMs: 60_000 });
-    model = await LoadedModel.load(
-      llama,
-      { name: 'demo', path: MODEL_FILES.demo, fingerprint: 'demo', estimatedBytes: 0 },
-      { contextSize: 2048, sequences: 1, threads: 1, prefillChunkTokens: 64, mlock: false, sampling: { temperature: 0, topK: 40, topP: 0.95, minP: 0.05 }, tokenizer, maxQueue: 8, queueTimeoutMs: 30_000 },
-    );
+    engine = await loadDemoEngine({ sequences: 1, prefillChunkTokens: 64 });
+    model = engine.model;
+    llama = model.model.llama;
   }, 120_000);
 
   afterAll(async () => {
-    await model?.dispose(new ServiceError(ErrorCode.shuttingDown, 'test over'));
-    await tokenizer?.close();
+    await engine?.close();
   });
 
   /** Plans `params` with `template`, then runs it on a leased sequence. */

@@ -1,12 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Llama } from 'node-llama-cpp';
-import { createLlamaRuntime } from '../../server/engine/llama-runtime.js';
 import type { GenerationOutcome, SamplingParams, TextSink } from '../../server/engine/generate.js';
-import { LoadedModel, type SlotLease } from '../../server/pool/loaded-model.js';
-import { PromptTokenizer } from '../../server/tokenize/prompt-tokenizer.js';
-import { ServiceError } from '../../server/errors.js';
-import { ErrorCode } from '../../protocol/index.js';
-import { ensureModelFiles, MODEL_FILES } from '../helpers/model-files.js';
+import type { LoadedModel, SlotLease } from '../../server/pool/loaded-model.js';
+import { loadDemoEngine, type DemoEngine } from '../helpers/demo-engine.js';
 
 const CHUNK = 16;
 
@@ -34,24 +29,16 @@ const params = (overrides: Partial<SamplingParams> = {}): SamplingParams => ({ m
 const longPrompt = (words: number, salt = ''): string => Array.from({ length: words }, (_, i) => `${salt}word${i % 97} river stone`).join(' ');
 
 describe('engine: chunked prefill, batching across slots, prefix-aware slot choice (demo model)', () => {
-  let llama: Llama;
-  let tokenizer: PromptTokenizer;
+  let engine: DemoEngine;
   let model: LoadedModel;
 
   beforeAll(async () => {
-    await ensureModelFiles();
-    ({ llama } = await createLlamaRuntime({ gpu: 'false', build: 'prebuilt', maxThreads: 1 }));
-    tokenizer = new PromptTokenizer({ inlineMaxChars: 1_000_000, maxQueue: 16, maxQueuedPerOwner: 8, queueTimeoutMs: 30_000, idleMs: 60_000 });
-    model = await LoadedModel.load(
-      llama,
-      { name: 'demo', path: MODEL_FILES.demo, fingerprint: 'demo', estimatedBytes: 0 },
-      { contextSize: 2048, sequences: 3, threads: 1, prefillChunkTokens: CHUNK, mlock: false, sampling: { temperature: 0, topK: 40, topP: 0.95, minP: 0.05 }, tokenizer, maxQueue: 8, queueTimeoutMs: 30_000 },
-    );
+    engine = await loadDemoEngine({ sequences: 3, prefillChunkTokens: CHUNK });
+    model = engine.model;
   }, 120_000);
 
   afterAll(async () => {
-    await model?.dispose(new ServiceError(ErrorCode.shuttingDown, 'test over'));
-    await tokenizer?.close();
+    await engine?.close();
   });
 
   const tokenize = (prompt: string): Promise<number[]> => model.tokenizePrompt(prompt, { reserve: 64, owner: 'test', signal: new AbortController().signal });
