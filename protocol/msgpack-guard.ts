@@ -6,8 +6,11 @@
  * so the decoder never allocates for a lie.
  */
 
-/** Deepest nesting of maps and arrays a frame may have. */
-export const MAX_DEPTH = 16;
+/**
+ * Deepest nesting of maps and arrays a frame may have: room for a chat's JSON schema of 32 levels
+ * (a level is up to two containers, as in `properties.name`) inside its frame.
+ */
+export const MAX_DEPTH = 80;
 
 const remainingAt = new Float64Array(MAX_DEPTH + 1);
 const isMapAt = new Uint8Array(MAX_DEPTH + 1);

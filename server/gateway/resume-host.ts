@@ -47,6 +47,8 @@ export class ResumableHost implements RequestHost {
   private sentBeforeDrop = 1;
   /** The request claimed its terminal frame. */
   finished = false;
+  /** Connections an ended request's frames were replayed to (each gets them once). */
+  readonly replayedTo = new WeakSet<object>();
   /** Expiry (while detached) or removal (once ended) timer, set by the store. */
   timer: ReturnType<typeof setTimeout> | undefined;
 

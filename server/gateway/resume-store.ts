@@ -139,6 +139,9 @@ export class ResumeStore implements ResumeLedger {
   detach(request: StreamRequest): boolean {
     const host = this.hosts.get(request);
     if (!host || !host.isKept || host.finished || this.closed) return false;
+    // Only a request that holds a slot is worth keeping: one still waiting has produced nothing a
+    // client could miss, and keeping it would let closed connections fill the queue for the window.
+    if (request.state !== 'generating') return false;
     host.detach();
     this.attachedHosts.delete(host);
     this.detachedHosts.add(host);
@@ -200,6 +203,9 @@ export class ResumeStore implements ResumeLedger {
       return { code: ErrorCode.resumeFailed, message: `frames before seq ${firstSeq} are no longer kept`, details: { firstSeq } };
     }
     if (host.finished) {
+      // Each connection gets an ended request's frames once: repeated resumes cannot multiply them.
+      if (host.replayedTo.has(session)) return { code: ErrorCode.resumeFailed, message: `request "${host.id}" has ended and was already replayed on this connection` };
+      host.replayedTo.add(session);
       host.replayTo(session, frame.fromSeq);
     } else {
       const refusal = this.attach(session, host, frame.fromSeq);

@@ -1,7 +1,7 @@
 import { ApiError } from './api-error.js';
 
 /** Deepest nesting of arrays and objects a body may have: far beyond any real request or schema. */
-const MAX_DEPTH = 64;
+const MAX_DEPTH = 80;
 
 /** A JSON object's fields before validation. */
 export type JsonFields = Record<string, unknown>;

@@ -81,11 +81,11 @@ describe('bad requests', () => {
     expect(errorOf(response)).toMatchObject({ type: 'invalid_request_error', code, param });
   });
 
-  it('refuses nesting deeper than 64 levels without walking it recursively', async () => {
+  it('refuses nesting deeper than 80 levels without walking it recursively', async () => {
     const deep = `{"prompt": "x", "user": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
     const response = await post(service, '/v1/completions', deep);
     expect(response.status).toBe(400);
-    expect(errorOf(response)).toMatchObject({ code: 'invalid_json', message: expect.stringContaining('64 levels') });
+    expect(errorOf(response)).toMatchObject({ code: 'invalid_json', message: expect.stringContaining('80 levels') });
   });
 
   const chat = { model: 'demo', messages: [{ role: 'user', content: 'Hello!' }] };

@@ -95,6 +95,8 @@ class FakeSession implements ResumingSession {
 /** A request as the store sees it: sends through its host, and ends once (cancel or end). */
 class FakeRequest {
   cancelled: StopCause | undefined;
+  /** Kept on a drop only while generating; set to `queued` to model one still waiting for a slot. */
+  state: 'queued' | 'generating' = 'generating';
   private done = false;
   constructor(readonly id: string, readonly host: ResumableHost) {}
   tok(text: string): void {
@@ -194,7 +196,7 @@ describe('numbering and replay', () => {
     expect(request.host.waitWritable()).toBeUndefined();
   });
 
-  it('replays an ended request from any kept seq, as often as asked', () => {
+  it('replays an ended request from any kept seq, once per connection', () => {
     const resumes = store();
     const first = new FakeSession(resumes);
     const request = first.start('r1');
@@ -203,13 +205,17 @@ describe('numbering and replay', () => {
     const second = new FakeSession(resumes);
     expect(resumes.resume(second, first.resumeFrame(request, 2))).toBeUndefined();
     expect(second.sent).toMatchObject([{ t: 'end', seq: 2 }]);
-    expect(resumes.resume(second, first.resumeFrame(request, 1))).toBeUndefined();
-    expect(second.sent.map((frame) => frame.t)).toEqual(['end', 'tok', 'end']);
+    // A second resume on the same connection would only multiply the frames.
+    expect(resumes.resume(second, first.resumeFrame(request, 1))).toMatchObject({ code: 'resume_failed', message: expect.stringContaining('already replayed') });
+    expect(second.sent.map((frame) => frame.t)).toEqual(['end']);
     // Nothing to adopt: the connection carries no request for it.
     expect(second.inFlight).toBe(0);
+    const third = new FakeSession(resumes);
+    expect(resumes.resume(third, first.resumeFrame(request, 1))).toBeUndefined();
+    expect(third.sent.map((frame) => frame.t)).toEqual(['tok', 'end']);
     // Gone once its window passed.
     vi.advanceTimersByTime(WINDOW_MS);
-    expect(resumes.resume(second, first.resumeFrame(request, 1))).toMatchObject({ code: 'resume_failed' });
+    expect(resumes.resume(new FakeSession(resumes), first.resumeFrame(request, 1))).toMatchObject({ code: 'resume_failed' });
     expect(resumes.bytes).toBe(0);
   });
 
@@ -305,6 +311,19 @@ describe('window and memory', () => {
     expect(drops).toEqual(['expired']);
     expect([resumes.bytes, resumes.detachedCount]).toEqual([0, 0]);
     expect(resumes.resume(new FakeSession(resumes), first.resumeFrame(request, 1))).toMatchObject({ code: 'resume_failed' });
+  });
+
+  it('cancels at once, rather than keeps, a dropped connection\'s request still waiting for a slot', () => {
+    const resumes = store();
+    const first = new FakeSession(resumes);
+    const running = first.start('r1');
+    running.tok('a');
+    const waiting = first.start('r2');
+    waiting.state = 'queued';
+    first.drop();
+    expect(waiting.cancelled).toBe('disconnected');
+    expect(running.cancelled).toBeUndefined();
+    expect(resumes.detachedCount).toBe(1);
   });
 
   it('frees memory from ended requests first, then cancels the oldest detached, then trims what was sent', () => {
