@@ -136,6 +136,15 @@ describe('JSON replies', () => {
     else expect(end.reason).toBe('length');
   });
 
+  it('takes a schema nested 32 levels deep over msgpack, the default subprotocol', async () => {
+    let schema: Record<string, unknown> = { type: 'object', properties: { n: { type: 'integer' } } };
+    // Each level is two containers on the wire (`properties.next`): 64 levels of nesting in the frame.
+    for (let level = 1; level < 32; level++) schema = { type: 'object', properties: { next: schema }, required: ['next'] };
+    const { text, end } = await reply({ messages: [{ role: 'user', content: 'Deep JSON.' }], maxTokens: 16, temperature: 0, responseFormat: { type: 'json_schema', schema } });
+    expect(['stop', 'length']).toContain(end.reason);
+    expect(text.trimStart().startsWith('{')).toBe(true);
+  });
+
   it.each<[string, Record<string, unknown>, string]>([
     ['a number bound', { type: 'object', properties: { age: { type: 'integer', minimum: 0 } } }, 'responseFormat.schema.properties.age.minimum'],
     ['a pattern', { type: 'string', pattern: '^[a-z]+$' }, 'responseFormat.schema.pattern'],
