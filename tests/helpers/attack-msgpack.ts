@@ -1,4 +1,5 @@
 import { Packr } from 'msgpackr';
+import { MAX_DEPTH } from '../../protocol/msgpack-guard.js';
 
 /**
  * Raw msgpack bytes for attack tests, built by hand so that a frame can say exactly what a
@@ -190,9 +191,9 @@ export function nestingEntries(): CorpusEntry[] {
     { name: 'arrays nested 10,000 deep', data: deepArrays, codes: BAD },
     { name: 'maps nested 10,000 deep', data: deepMaps, codes: BAD },
     { name: 'gen whose stop is nested 10,000 deep', data: nestedStop(10_000), codes: BAD },
-    // Depth 16 (the frame map plus 15 arrays) still decodes; it is then refused by the schema.
-    { name: 'gen whose stop is nested 15 deep (guard limit)', data: nestedStop(15), codes: INVALID, id: 'deep15' },
-    { name: 'gen whose stop is nested 16 deep (one past the limit)', data: nestedStop(16), codes: BAD },
+    // MAX_DEPTH (the frame map plus MAX_DEPTH - 1 arrays) still decodes; it is then refused by the schema.
+    { name: `gen whose stop is nested ${MAX_DEPTH - 1} deep (guard limit)`, data: nestedStop(MAX_DEPTH - 1), codes: INVALID, id: `deep${MAX_DEPTH - 1}` },
+    { name: `gen whose stop is nested ${MAX_DEPTH} deep (one past the limit)`, data: nestedStop(MAX_DEPTH), codes: BAD },
   ];
 }
 
