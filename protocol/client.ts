@@ -2,7 +2,7 @@ import { ConnectErrorCode, ErrorCode, Subprotocol } from './constants.js';
 import { decodeMessage, encodeFrame, type WireFormat } from './codec.js';
 import { ConnectError, connectErrorFromRefusal } from './connect-error.js';
 import type { ChatParams, EndFrame, ErrFrame, GenParams, HelloFrame, LimitsInfo, ModelInfo, ServerFrame, ToolCall } from './frames.js';
-import { RECONNECT_DEFAULTS, isDrop, retryWithBackoff, type ReconnectOptions } from './reconnect.js';
+import { RECONNECT_DEFAULTS, isDrop, replicaGone, resumeUrl, retryWithBackoff, type ReconnectOptions } from './reconnect.js';
 
 /**
  * An event handler whose parameter is checked both ways, so the DOM's and `ws`'s own handler types
@@ -223,8 +223,11 @@ interface SocketListener {
 /** How a client opens its next connection after a drop. */
 interface Redial {
   options: Required<ReconnectOptions>;
-  /** Opens a connection; after its `hello`, its frames and close go to what `onHello` returns. */
-  open(onHello: (socket: WebSocketLike, hello: HelloFrame) => SocketListener): Promise<void>;
+  /**
+   * Opens a connection, asking the balancer for `replica` when given; after its `hello`, its frames
+   * and close go to what `onHello` returns.
+   */
+  open(onHello: (socket: WebSocketLike, hello: HelloFrame) => SocketListener, replica?: string): Promise<void>;
 }
 
 /**
@@ -369,7 +372,15 @@ export class LlmClient {
     // Answers to pings and model lists sent on the dropped connection will not come.
     const error = lostError(message, code, reason);
     for (const waiter of this.waiters.splice(0)) waiter.reject(error);
-    retryWithBackoff(() => redial.open((socket, hello) => this.reconnected(socket, hello)), {
+    // The streams live on the replica of the last connection: ask the balancer for it, until it
+    // turns out to be gone (then any replica answers, and a resume there fails as documented).
+    let replica = this.greeting.replica;
+    const attempt = (): Promise<void> =>
+      redial.open((socket, hello) => this.reconnected(socket, hello), replica).catch((failure: unknown) => {
+        if (replicaGone(failure)) replica = undefined;
+        throw failure;
+      });
+    retryWithBackoff(attempt, {
       options: redial.options,
       deadline: Date.now() + (this.greeting.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS),
       abandoned: () => this.closedError !== undefined,
@@ -519,7 +530,7 @@ export function connect(url: string, options: ConnectOptions = {}): Promise<LlmC
   const redial: Redial | undefined =
     reconnect === false
       ? undefined
-      : { options: { ...RECONNECT_DEFAULTS, ...(reconnect === true ? {} : reconnect) }, open: (onHello) => openSocket(url, options, onHello) };
+      : { options: { ...RECONNECT_DEFAULTS, ...(reconnect === true ? {} : reconnect) }, open: (onHello, replica) => openSocket(resumeUrl(url, replica), options, onHello) };
   let client: LlmClient | undefined;
   return openSocket(url, options, (socket, hello) => {
     client = new LlmClient(socket, format, hello, redial);

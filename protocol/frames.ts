@@ -174,6 +174,11 @@ export interface HelloFrame {
   resumeToken?: string;
   /** How long the requests of a dropped connection wait for a `resume` before they are cancelled. */
   resumeWindowMs?: number;
+  /**
+   * The replica this connection runs on (`REPLICA_ID`). A client reconnecting to resume adds
+   * `?replica=<it>` to the URL so a balancer can route it back (docs/deployment.md).
+   */
+  replica?: string;
 }
 
 export interface LimitsFrame extends LimitsInfo {

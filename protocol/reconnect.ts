@@ -26,6 +26,33 @@ export function isDrop(closeCode: number): boolean {
 /** Refusals no retry can fix: a wrong URL or subprotocol, a missing or wrong API key, a refused origin or host. */
 const FINAL_REFUSALS: ReadonlySet<string> = new Set<string>([ConnectErrorCode.badRequest, ConnectErrorCode.unauthorized, ConnectErrorCode.forbidden]);
 
+/**
+ * The URL to redial to resume: `url` with `replica=<replica>` in its query, so a balancer can send
+ * the connection back to the replica that holds the streams (docs/deployment.md). Unchanged when
+ * there is no replica to name.
+ */
+export function resumeUrl(url: string, replica: string | undefined): string {
+  if (!replica) return url;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // The attempt reports a bad URL itself.
+    return url;
+  }
+  parsed.searchParams.set('replica', replica);
+  return parsed.toString();
+}
+
+/**
+ * A refusal that says the named replica cannot take the connection back (it is stopping, or the
+ * balancer found it gone: 5xx): later attempts go to any replica. Unreachable is not one of them:
+ * it is what a network that is still down looks like.
+ */
+export function replicaGone(error: unknown): boolean {
+  return error instanceof ConnectError && (error.code === ConnectErrorCode.shuttingDown || error.code === ConnectErrorCode.internal);
+}
+
 /** The wait before attempt `attempt` (0 for the first): exponential, capped, with jitter so clients that dropped together do not return together. */
 export function backoffDelay(attempt: number, options: Required<ReconnectOptions>, random: () => number = Math.random): number {
   const ceiling = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** attempt);

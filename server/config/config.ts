@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { MAX_FLOOD_LIMIT } from '../limits/flood-detector.js';
 import { ConfigError, defaultMemoryBudget, defaultThreads, flag, host, integer, oneOf, text, type Setting } from './settings.js';
 
@@ -77,6 +78,14 @@ export const settings = {
   ),
   resumeConnectionBytes: integer('RESUME_CONNECTION_BYTES', 'Memory the kept frames of one connection\'s requests may take; beyond it the oldest are dropped', 1024 * 1024, 1024, 1024 ** 3),
   resumeTotalBytes: integer('RESUME_TOTAL_BYTES', 'Memory the kept frames of all requests may take; beyond it the oldest are dropped (a waiting request dropped is cancelled)', 64 * 1024 * 1024, 1024, 1024 ** 4),
+  replicaId: {
+    ...text(
+      'REPLICA_ID',
+      'Name of this replica, sent in hello.replica: a client that reconnects to resume names it (?replica=) so the balancer routes it back here; letters, digits, . _ - (at most 63); empty: the host name',
+      '',
+    ),
+    parse: replicaId,
+  } satisfies Setting<string>,
   redisUrl: {
     ...text('REDIS_URL', 'Redis (redis:// or rediss://) holding each API key\'s buckets, connection and stream counts, shared by every replica; empty: per-key limits are per process', ''),
     secret: true,
@@ -98,6 +107,15 @@ export const settings = {
   feedHistoryS: integer('FEED_HISTORY_S', 'Seconds of snapshots a dashboard receives when it joins the live feed', 300, 1, 3600),
   engineLog: flag('ENGINE_LOG', 'Pass llama.cpp warnings through to the log', false),
 } as const;
+
+/** A replica name safe in a URL query and an nginx map key; empty: the host name. */
+function replicaId(raw: string | undefined): string {
+  const value = raw?.trim() || os.hostname();
+  if (!/^[A-Za-z0-9._-]{1,63}$/.test(value)) {
+    throw new ConfigError('REPLICA_ID', `expected 1 to 63 letters, digits, ".", "_" or "-", got "${value}"${raw?.trim() ? '' : ' (the host name): set REPLICA_ID'}`);
+  }
+  return value;
+}
 
 /** A Redis URL, or '' for none; the message never repeats the value, which may hold a password. */
 function redisUrl(raw: string | undefined): string {

@@ -146,6 +146,7 @@ export class Session implements ConnectionHandler, RequestHost {
       models: this.context.pool.list(),
       limits: this.limitsInfo(),
       ...(resumeToken !== undefined && { resumeToken, resumeWindowMs: this.context.config.resumeWindowMs }),
+      replica: this.context.config.replicaId,
     });
     this.lastLimitsSentAt = performance.now();
   }

@@ -11,10 +11,11 @@ export const SHIPPED_SITE_CONFIG = path.resolve(import.meta.dirname, '../../dock
 
 /**
  * The shipped site config pointed at this machine: its upstream servers become `upstreamPorts` on
- * loopback (each keeping the shipped server parameters: max_fails, fail_timeout), and it listens
- * on `listenPort` of loopback. Everything else is the file as shipped.
+ * loopback (each keeping the shipped server parameters: max_fails, fail_timeout), the entries of its
+ * replica map (`?replica=` of a resume) name `replicaIds[i]` at `upstreamPorts[i]` (none when not
+ * given), and it listens on `listenPort` of loopback. Everything else is the file as shipped.
  */
-export function renderSiteConfig(source: string, listenPort: number, upstreamPorts: readonly number[]): string {
+export function renderSiteConfig(source: string, listenPort: number, upstreamPorts: readonly number[], replicaIds: readonly string[] = []): string {
   const upstream = /upstream\s+llm_stream\s*\{[^}]*\}/.exec(source);
   if (!upstream) throw new Error('no "upstream llm_stream { ... }" block in the site config');
   const serverLines = [...upstream[0].matchAll(/^([ \t]*)server[ \t]+\S+([^\n]*);[ \t]*$/gm)];
@@ -24,9 +25,16 @@ export function renderSiteConfig(source: string, listenPort: number, upstreamPor
   let block = upstream[0];
   for (const line of serverLines) block = block.replace(`${line[0]}\n`, '');
   block = block.replace(/\{\s*\n/, (open) => `${open}${upstreamPorts.map((port) => `${indent}server 127.0.0.1:${port}${parameters};\n`).join('')}`);
+  const replicaMap = /map\s+\$arg_replica\s+\$\w+\s*\{[^}]*\}/.exec(source);
+  if (!replicaMap) throw new Error('no "map $arg_replica ... { ... }" block in the site config');
+  const entries = [...replicaMap[0].matchAll(/^([ \t]*)(?!default\b)[^\s{}#]+[ \t]+[^\s;]+;[ \t]*\n/gm)];
+  let mapBlock = replicaMap[0];
+  for (const entry of entries) mapBlock = mapBlock.replace(entry[0], '');
+  const mapIndent = entries[0]?.[1] ?? '    ';
+  mapBlock = mapBlock.replace(/\}$/, `${replicaIds.map((id, index) => `${mapIndent}${id} 127.0.0.1:${upstreamPorts[index]};\n`).join('')}}`);
   const listens = source.match(/^[ \t]*listen[ \t]+[^;]+;/gm) ?? [];
   if (listens.length !== 1) throw new Error(`expected one listen directive in the site config, found ${listens.length}`);
-  return source.replace(upstream[0], block).replace(/^([ \t]*)listen[ \t]+[^;]+;/m, `$1listen 127.0.0.1:${listenPort};`);
+  return source.replace(upstream[0], block).replace(replicaMap[0], mapBlock).replace(/^([ \t]*)listen[ \t]+[^;]+;/m, `$1listen 127.0.0.1:${listenPort};`);
 }
 
 /**
@@ -37,12 +45,13 @@ export function renderSiteConfig(source: string, listenPort: number, upstreamPor
 export class NginxBalancer {
   private constructor(readonly port: number, private readonly dir: string, private readonly daemon: DaemonProcess) {}
 
-  static async start(upstreamPorts: readonly number[], siteConfig = SHIPPED_SITE_CONFIG): Promise<NginxBalancer> {
+  /** `replicaIds[i]` (each replica's REPLICA_ID) is the replica at `upstreamPorts[i]`, for the resume route. */
+  static async start(upstreamPorts: readonly number[], siteConfig = SHIPPED_SITE_CONFIG, replicaIds: readonly string[] = []): Promise<NginxBalancer> {
     const binary = requireBinary('nginx');
     const dir = mkdtempSync(path.join(os.tmpdir(), 'llm-nginx-'));
     for (let attempt = 0; ; attempt++) {
       const port = await freePort();
-      writeNginxConfig(dir, port, upstreamPorts, siteConfig);
+      writeNginxConfig(dir, port, upstreamPorts, siteConfig, replicaIds);
       const daemon = DaemonProcess.spawn('nginx', binary, ['-e', path.join(dir, 'error.log'), '-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;']);
       try {
         await waitForListener(port, daemon, 10_000);
@@ -108,8 +117,8 @@ function readLog(dir: string): string {
  * Writes the shipped site config (pointed at `upstreamPorts`) and a main config into `dir`, as
  * NginxBalancer runs them; returns the main config's path (for `nginx -t`).
  */
-export function writeNginxConfig(dir: string, listenPort: number, upstreamPorts: readonly number[], siteConfig = SHIPPED_SITE_CONFIG): string {
-  writeFileSync(path.join(dir, 'llm-stream.conf'), renderSiteConfig(readFileSync(siteConfig, 'utf8'), listenPort, upstreamPorts));
+export function writeNginxConfig(dir: string, listenPort: number, upstreamPorts: readonly number[], siteConfig = SHIPPED_SITE_CONFIG, replicaIds: readonly string[] = []): string {
+  writeFileSync(path.join(dir, 'llm-stream.conf'), renderSiteConfig(readFileSync(siteConfig, 'utf8'), listenPort, upstreamPorts, replicaIds));
   writeFileSync(path.join(dir, 'nginx.conf'), mainConfig(dir));
   return path.join(dir, 'nginx.conf');
 }

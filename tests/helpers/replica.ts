@@ -40,6 +40,8 @@ export class Replica {
         LOG_ACCESS: 'false',
         WATCH_MODELS: 'false',
         ADMIN_TOKEN: adminToken,
+        // What the balancer's replica map names it by (a resume's ?replica=).
+        REPLICA_ID: name,
         ...env,
       },
     });

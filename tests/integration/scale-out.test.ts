@@ -1,7 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServerFrame } from '../../protocol/index.js';
+import WebSocket from 'ws';
+import { connect, type HelloFrame, type ServerFrame, type WebSocketConstructor } from '../../protocol/index.js';
+import { resumeUrl } from '../../protocol/reconnect.js';
 import { generateKey, type ApiKeyLimits } from '../../server/auth/api-keys.js';
 import { NginxBalancer } from '../helpers/nginx.js';
 import { RawSocket } from '../helpers/raw-socket.js';
@@ -72,7 +74,11 @@ suite('replicas behind nginx with limits shared in Redis', () => {
     replicas = started.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     const failed = started.find((result) => result.status === 'rejected');
     if (failed) throw failed.reason;
-    nginx = await NginxBalancer.start(replicas.map((replica) => replica.port));
+    nginx = await NginxBalancer.start(
+      replicas.map((replica) => replica.port),
+      undefined,
+      replicas.map((replica) => replica.name),
+    );
   });
 
   afterAll(async () => {
@@ -83,9 +89,9 @@ suite('replicas behind nginx with limits shared in Redis', () => {
     if (Object.keys(figures).length > 0) console.info(`scale-out figures: ${JSON.stringify(figures)}`);
   });
 
-  /** A connection through nginx with the named key. */
-  async function open(key: string): Promise<RawSocket> {
-    const socket = await RawSocket.open(nginx.streamUrl, { headers: { authorization: `Bearer ${keys[key]}` } });
+  /** A connection through nginx with the named key (to `url`: the stream URL with a query). */
+  async function open(key: string, url = nginx.streamUrl): Promise<RawSocket> {
+    const socket = await RawSocket.open(url, { headers: { authorization: `Bearer ${keys[key]}` } });
     sockets.push(socket);
     return socket;
   }
@@ -160,6 +166,120 @@ suite('replicas behind nginx with limits shared in Redis', () => {
     await open('connections');
     // The third lands on a replica that holds none of the key's connections: only Redis knows.
     await expect(RawSocket.open(nginx.streamUrl, { headers: { authorization: `Bearer ${keys.connections}` } })).rejects.toThrow('upgrade refused: 429');
+    await closeAll();
+  });
+
+  const helloOf = (socket: RawSocket): HelloFrame => socket.frames.find((frame) => frame.t === 'hello') as HelloFrame;
+  const ofRequest = (socket: RawSocket, id: string): ServerFrame[] => socket.frames.filter((frame) => 'id' in frame && frame.id === id);
+  const textOf = (frames: ServerFrame[]): string => frames.map((frame) => (frame.t === 'tok' ? frame.text : '')).join('');
+  /** Sampled, so only the seed makes two runs alike. */
+  const SEEDED = { prompt: PROMPT, maxTokens: STREAM_TOKENS, temperature: 0.8, seed: 11 };
+
+  /** The text of an uninterrupted run of SEEDED, wherever it lands. */
+  async function referenceText(): Promise<string> {
+    const socket = await open('open');
+    socket.send({ t: 'gen', id: 'reference', ...SEEDED });
+    const frames = await socket.request('reference');
+    expect(frames.at(-1)).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: STREAM_TOKENS } });
+    await closeAll();
+    return textOf(frames);
+  }
+
+  /**
+   * Starts SEEDED on a new connection, cuts it (no close handshake) once a few tokens arrived, and
+   * loads its replica with two idle connections, so that least_conn alone would send the next
+   * connection elsewhere.
+   */
+  async function cutMidStream(id: string): Promise<{ first: RawSocket; hello: HelloFrame; origin: Replica }> {
+    const first = await open('open');
+    const hello = helloOf(first);
+    const origin = (await replicaOf(first))!;
+    expect(hello.replica).toBe(origin.name);
+    first.send({ t: 'gen', id, ...SEEDED });
+    await first.until(() => ofRequest(first, id).filter((frame) => frame.t === 'tok').length >= 3, 10_000, 'three tok frames');
+    first.socket.terminate();
+    await first.closed;
+    for (let i = 0; i < 2; i++) expect(await replicaOf(await open('open', resumeUrl(nginx.streamUrl, origin.name)))).toBe(origin);
+    return { first, hello, origin };
+  }
+
+  it('resumes a resumable stream through the balancer: the reconnect names its replica and lands there', async () => {
+    const reference = await referenceText();
+    const { first, hello, origin } = await cutMidStream('resumed');
+    const fromSeq = Math.max(...ofRequest(first, 'resumed').map((frame) => ('seq' in frame ? frame.seq ?? 0 : 0))) + 1;
+
+    // The URL the typed client redials: the stream URL with ?replica=<hello.replica>.
+    const again = await open('open', resumeUrl(nginx.streamUrl, hello.replica));
+    expect(await replicaOf(again)).toBe(origin);
+    again.send({ t: 'resume', id: 'resumed', session: hello.session, token: hello.resumeToken!, fromSeq });
+    await again.request('resumed');
+
+    const frames = [...ofRequest(first, 'resumed'), ...ofRequest(again, 'resumed')];
+    expect(textOf(frames)).toBe(reference);
+    const seqs = frames.map((frame) => ('seq' in frame ? frame.seq : undefined));
+    expect(seqs).toEqual(Array.from({ length: frames.length }, (_, index) => index + 1));
+    const terminal = frames.filter((frame) => frame.t === 'end' || frame.t === 'err');
+    expect(terminal).toHaveLength(1);
+    expect(terminal[0]).toMatchObject({ t: 'end', reason: 'length', usage: { completionTokens: STREAM_TOKENS } });
+    await closeAll();
+  });
+
+  it("lets the typed client's for-await run through a dropped connection behind the balancer", async () => {
+    const reference = await referenceText();
+    const opened: WebSocket[] = [];
+    class TrackedWebSocket extends WebSocket {
+      constructor(...args: ConstructorParameters<typeof WebSocket>) {
+        super(...args);
+        opened.push(this);
+      }
+    }
+    const client = await connect(nginx.streamUrl, { WebSocket: TrackedWebSocket as unknown as WebSocketConstructor, apiKey: keys.open, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
+    const origin = replicas.find((replica) => replica.name === client.hello.replica)!;
+    expect(await origin.connectionIds()).toContain(client.hello.session);
+    const stream = client.generate(SEEDED);
+    let text = '';
+    let pieces = 0;
+    for await (const piece of stream) {
+      text += piece;
+      if (++pieces === 3) {
+        // Two idle connections on its replica first: least_conn alone would send the redial elsewhere.
+        for (let i = 0; i < 2; i++) expect(await replicaOf(await open('open', resumeUrl(nginx.streamUrl, origin.name)))).toBe(origin);
+        opened[0]!.terminate();
+      }
+    }
+    expect(text).toBe(reference);
+    expect(await stream.end).toMatchObject({ reason: 'length', usage: { completionTokens: STREAM_TOKENS } });
+    expect(client.reconnects).toBe(1);
+    expect(opened).toHaveLength(2);
+    expect(new URL(opened[0]!.url).searchParams.has('replica')).toBe(false);
+    expect(new URL(opened[1]!.url).searchParams.get('replica')).toBe(origin.name);
+    expect(client.hello.replica).toBe(origin.name);
+    expect(await origin.connectionIds()).toContain(client.hello.session);
+    client.close();
+    await closeAll();
+  });
+
+  it('sends a connection naming no replica, or one not in the map, to the pool (least_conn), where a resume fails', async () => {
+    const { first, hello, origin } = await cutMidStream('stranded');
+    const unknown = await open('open', resumeUrl(nginx.streamUrl, 'no-such-replica'));
+    const unknownOn = await replicaOf(unknown);
+    expect(unknownOn).toBeDefined();
+    expect(unknownOn).not.toBe(origin);
+    const plain = await open('open');
+    const plainOn = await replicaOf(plain);
+    expect(plainOn).toBeDefined();
+    expect([origin, unknownOn]).not.toContain(plainOn);
+
+    const fromSeq = ofRequest(first, 'stranded').length + 1;
+    unknown.send({ t: 'resume', id: 'stranded', session: hello.session, token: hello.resumeToken!, fromSeq });
+    expect(await unknown.next((frame) => frame.t === 'err')).toMatchObject({ t: 'err', code: 'resume_failed', details: { t: 'resume', id: 'stranded' } });
+
+    // Its replica still has it: take it back there and end it, leaving nothing behind.
+    const home = await open('open', resumeUrl(nginx.streamUrl, origin.name));
+    home.send({ t: 'resume', id: 'stranded', session: hello.session, token: hello.resumeToken!, fromSeq });
+    await home.next((frame) => 'id' in frame && frame.id === 'stranded');
+    home.send({ t: 'cancel', id: 'stranded' });
+    expect((await home.request('stranded')).at(-1)).toMatchObject({ t: 'end' });
     await closeAll();
   });
 
@@ -247,7 +367,4 @@ suite('replicas behind nginx with limits shared in Redis', () => {
     expect((await reconnected.request('after-kill')).at(-1)).toMatchObject({ t: 'end', reason: 'length' });
     Object.assign(figures, { sigkillToClientCloseMs: Math.round(closeMs), sigkillCloseCode: closed.code });
   });
-
-  // With the chat/resume work: a stream resumed through nginx after its connection dropped.
-  it.todo('resumes a resumable stream through the balancer');
 });

@@ -9,6 +9,8 @@ import {
   type WebSocketConstructor,
   type WebSocketLike,
 } from '../../protocol/index.js';
+import { replicaGone, resumeUrl } from '../../protocol/reconnect.js';
+import { ConnectError } from '../../protocol/connect-error.js';
 import { waitFor } from '../helpers/wait.js';
 
 /*
@@ -195,6 +197,75 @@ describe('reconnect and resume', () => {
     socket.onclose!(close);
     await expect(stream.end).rejects.toMatchObject({ code: 'connection_lost', details: { closeCode: close.code } });
     expect(FakeSocket.made).toHaveLength(1);
+  });
+});
+
+/** A FakeSocket that can refuse its upgrade with a status, as `ws` reports one ('unexpected-response'). */
+class RefusableSocket extends FakeSocket {
+  private refusalListener: ((request: unknown, response: unknown) => void) | undefined;
+  on(event: string, listener: (request: unknown, response: unknown) => void): void {
+    if (event === 'unexpected-response') this.refusalListener = listener;
+  }
+  refuse(statusCode: number): void {
+    this.refusalListener!({}, { statusCode, headers: {}, on: (event: string, listener: () => void) => event === 'end' && listener() });
+  }
+}
+
+describe('resuming through a balancer', () => {
+  const replicaOf = (socket: FakeSocket): string | null => new globalThis.URL(socket.url).searchParams.get('replica');
+
+  it('redials naming the replica of hello.replica, and any replica once a refusal says it is gone', async () => {
+    const { client, socket } = await connected({ WebSocket: RefusableSocket as unknown as WebSocketConstructor }, { ...TOKEN, replica: 'replica-a' });
+    const stream = client.generate({ prompt: 'hi' });
+    socket.deliver(tok('r1', 1, 'a'));
+    expect(socket.url).toBe(URL);
+    socket.drop();
+    const second = (await nextSocket(2)) as RefusableSocket;
+    expect(replicaOf(second)).toBe('replica-a');
+    // Unreachable is what a network still down looks like: keep asking for the same replica.
+    second.fail();
+    const third = (await nextSocket(3)) as RefusableSocket;
+    expect(replicaOf(third)).toBe('replica-a');
+    // The balancer could not reach it (502): it is gone, any replica will do.
+    third.refuse(502);
+    const fourth = (await nextSocket(4)) as RefusableSocket;
+    expect(fourth.url).toBe(URL);
+    fourth.greet('s2', { ...TOKEN, replica: 'replica-b' });
+    expect(fourth.sent).toEqual([{ t: 'resume', id: 'r1', session: 's1', token: 'token-of-s1', fromSeq: 2 }]);
+    fourth.deliver(tok('r1', 2, 'b'));
+    // The next drop asks for the replica of the latest connection.
+    fourth.drop();
+    const fifth = await nextSocket(5);
+    expect(replicaOf(fifth)).toBe('replica-b');
+    fifth.greet('s3', { ...TOKEN, replica: 'replica-b' });
+    fifth.deliver(end('r1', 3));
+    expect(await collect(stream)).toBe('ab');
+  });
+
+  it('redials the same URL when hello names no replica', async () => {
+    const { client, socket } = await connected();
+    const stream = client.generate({ prompt: 'hi' });
+    socket.drop();
+    const again = await nextSocket(2);
+    expect(again.url).toBe(URL);
+    again.greet('s2', TOKEN);
+    again.deliver(end('r1', 1));
+    await expect(stream.end).resolves.toMatchObject({ seq: 1 });
+  });
+
+  it('puts the replica in the query, keeping what the URL had', () => {
+    expect(resumeUrl('ws://example.test/v1/stream', 'replica-1')).toBe('ws://example.test/v1/stream?replica=replica-1');
+    expect(resumeUrl('wss://example.test/v1/stream?replica=old&x=1', 'new')).toBe('wss://example.test/v1/stream?replica=new&x=1');
+    expect(resumeUrl('ws://example.test/v1/stream', undefined)).toBe('ws://example.test/v1/stream');
+    expect(resumeUrl('not a url', 'replica-1')).toBe('not a url');
+  });
+
+  it('counts a stopping replica or a 5xx as gone, an unreachable server not', () => {
+    expect(replicaGone(new ConnectError({ code: 'shutting_down', message: 'x' }))).toBe(true);
+    expect(replicaGone(new ConnectError({ code: 'internal', message: 'x' }))).toBe(true);
+    expect(replicaGone(new ConnectError({ code: 'unreachable', message: 'x' }))).toBe(false);
+    expect(replicaGone(new ConnectError({ code: 'too_many_connections', message: 'x' }))).toBe(false);
+    expect(replicaGone(new Error('x'))).toBe(false);
   });
 });
 
