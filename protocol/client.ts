@@ -294,6 +294,20 @@ export class LlmClient {
       stream.fail(new LlmError({ code: 'duplicate_id', message: `request "${id}" is already in flight`, details: { id } }));
       return stream;
     }
+    // The server closes a connection (1009) on a frame over its limit, failing every stream on it:
+    // refuse the one request here instead.
+    const encoded = encodeFrame(frame, this.format);
+    const bytes = typeof encoded === 'string' ? new TextEncoder().encode(encoded).byteLength : encoded.byteLength;
+    if (bytes > this.limits.maxFrameBytes) {
+      stream.fail(
+        new LlmError({
+          code: 'invalid_params',
+          message: `request "${id}" encodes to ${bytes} bytes, over the server's maxFrameBytes (${this.limits.maxFrameBytes})`,
+          details: { id, bytes, maxFrameBytes: this.limits.maxFrameBytes },
+        }),
+      );
+      return stream;
+    }
     this.streams.set(id, stream);
     this.begin(stream, frame);
     return stream;

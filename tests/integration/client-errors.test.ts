@@ -216,6 +216,18 @@ describe('calls the server refuses without an id', () => {
     expect(end).toMatchObject({ id: 'X', reason: 'length', usage: { completionTokens: 20 } });
   });
 
+  it('refuses a chat that would encode over maxFrameBytes at once, and the connection keeps serving', async () => {
+    const service = await start();
+    const client = await open(service);
+    const running = client.generate({ id: 'keep', prompt: PROMPT, maxTokens: 20 });
+    // Under the server's character limit, but three bytes a character on the wire.
+    const huge = client.chat({ messages: [{ role: 'user', content: '€'.repeat(100_000) }] });
+    await expect(huge.end).rejects.toMatchObject({ code: 'invalid_params', details: { maxFrameBytes: client.limits.maxFrameBytes } });
+    const { end } = await running.text();
+    expect(end).toMatchObject({ id: 'keep', reason: 'length' });
+    expect(client.closed).toBe(false);
+  });
+
   it('rejects a ping() the frame bucket refuses with rate_limited instead of leaving it pending', async () => {
     const service = await start({ maxFramesPerSecond: 5, floodMultiple: 100 });
     const client = await open(service);
